@@ -87,12 +87,14 @@ class Lab:
         if engine not in ENGINES:
             raise InvalidOperation(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
         if str(tls) not in TLS_VERSIONS:
-            raise InvalidOperation(f"unknown TLS version {tls!r}: choose \"1.2\" or \"1.3\"")
+            raise InvalidOperation(f'unknown TLS version {tls!r}: choose "1.2" or "1.3"')
         for what, v in (("cache_size", cache_size), ("timeout", timeout)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise InvalidOperation(f"{what} must be a whole number >= 0, not {v!r}")
         if timeout == 0:
-            raise InvalidOperation("timeout must be > 0 (SSL_CTX_set_timeout(ctx, 0) means 'use the default')")
+            raise InvalidOperation(
+                "timeout must be > 0 (SSL_CTX_set_timeout(ctx, 0) means 'use the default')"
+            )
         self.config = LabConfig(str(tls), bool(tickets), bool(client_cache), cache_size, timeout)
         self.id = next(_lab_ids)
         self._lock = threading.RLock()
@@ -213,7 +215,7 @@ class Lab:
     def flush(self, side: str = "server", at: int | None = None) -> None:
         """``SSL_CTX_flush_sessions`` on one side's cache at virtual time ``at`` (default: now)."""
         if side not in ("server", "client"):
-            raise InvalidOperation(f"flush(side={side!r}): side is \"server\" or \"client\"")
+            raise InvalidOperation(f'flush(side={side!r}): side is "server" or "client"')
         if at is not None and (isinstance(at, bool) or not isinstance(at, int)):
             raise InvalidOperation(f"flush(at={at!r}): at is a whole number of virtual seconds")
         with self._lock:

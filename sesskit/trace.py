@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 __all__ = [
+    "TRACE_FORMAT",
     "CacheState",
     "Delta",
     "RefState",
@@ -26,7 +27,6 @@ __all__ = [
     "Snapshot",
     "Step",
     "Trace",
-    "TRACE_FORMAT",
 ]
 
 TRACE_FORMAT = 1
@@ -179,9 +179,7 @@ class Snapshot:
 
     time: int = 0
     sessions: Mapping[str, SessionState] = field(default_factory=dict)
-    caches: Mapping[str, CacheState] = field(
-        default_factory=lambda: {s: CacheState(side=s) for s in SIDES}
-    )
+    caches: Mapping[str, CacheState] = field(default_factory=lambda: {s: CacheState(side=s) for s in SIDES})
     ssls: Mapping[str, SSLState] = field(default_factory=dict)
     refs: Mapping[int, RefState] = field(default_factory=dict)
 
@@ -252,9 +250,7 @@ class Trace:
         self._last: Snapshot | None = empty
 
     # -- recording ---------------------------------------------------------
-    def append(
-        self, op: str, target: str, why: str, changes: Delta, result: str | None = None
-    ) -> Step:
+    def append(self, op: str, target: str, why: str, changes: Delta, result: str | None = None) -> Step:
         step = Step(len(self._steps), op, target, why, changes, result)
         self._steps.append(step)
         if changes.time is not None:
@@ -341,9 +337,7 @@ class Trace:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Trace:
         if d.get("format") != TRACE_FORMAT:
-            raise ValueError(
-                f"not a sesskit trace of format {TRACE_FORMAT}: format={d.get('format')!r}"
-            )
+            raise ValueError(f"not a sesskit trace of format {TRACE_FORMAT}: format={d.get('format')!r}")
         trace = cls(d.get("meta"))
         for s in d["steps"]:
             step = Step.from_dict(s)

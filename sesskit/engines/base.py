@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from ..trace import Delta
 
-__all__ = ["ENGINES", "Engine", "LabConfig", "OpResult", "TLS_VERSIONS"]
+__all__ = ["ENGINES", "TLS_VERSIONS", "Engine", "LabConfig", "OpResult"]
 
 TLS_VERSIONS = ("1.2", "1.3")
 ENGINES = ("auto", "libssl", "pyopenssl", "model")

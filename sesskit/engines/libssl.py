@@ -1,0 +1,645 @@
+"""The real engine: the system libssl that CPython's ``ssl`` module loaded, via cffi.
+
+Two SSL_CTXs (client, server), an ephemeral self-signed certificate per lab,
+and per connection two SSLs joined by memory BIOs.  Python moves the bytes
+**one TLS record at a time**, so every session an operation creates can be
+seen (DESIGN.md, "Record granularity").  No socket is ever opened.
+
+Observation (DESIGN.md, "How the real engines observe"):
+
+- every session seen is pinned by one *observer reference*, so its memory is
+  never read after OpenSSL frees it; the reported refcount excludes it, and
+  when the rest reaches 0 the session is reported freed and released;
+- refcount, cache owner and list links are read at calibrated offsets
+  (:mod:`._probe`); cache size and statistics come from ``SSL_CTX_ctrl``;
+- only what an operation touched is re-read: the link's sessions before and
+  after, sessions a callback announced, and -- when ``SSL_CTX_sess_number``
+  says the cache lost sessions nobody touched -- the list tail (eviction and
+  flush take from the tail);
+- a ``new_session_cb`` that returns 0 (behaviour unchanged) announces cache
+  adds and server tickets; no remove callback is ever set (it would make a
+  TLS 1.3 server cache stateless tickets).
+
+Virtual time: the engine freezes OpenSSL's view of "now" at the lab's start
+``E``: any session stamped later is restamped to ``E`` when seen, and
+``advance(d)`` moves every live session's time back by ``d``.  Stateless
+tickets carry the virtual issue time in their app data, and a ticket
+callback ages the server's decrypted copy.  Lookups and auto-flush compare
+with the real clock, which runs ahead of ``E`` by the seconds the lab has
+lived (see README "Time").
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import SesskitError
+from ..trace import CacheState, Delta, SessionState, SSLState
+from . import _libssl_ffi as F
+from .base import LabConfig, OpResult
+
+__all__ = ["LibsslEngine", "live_objects"]
+
+_RECORD_HEADER = 5
+_BUF_SIZE = 1 << 17
+_live_lock = threading.Lock()
+_live = {"SSL_CTX": 0, "SSL": 0, "observer refs": 0, "user refs": 0}
+
+
+def live_objects() -> dict[str, int]:
+    """How many OpenSSL objects (and references) all libssl engines hold now."""
+    with _live_lock:
+        return dict(_live)
+
+
+def _count(kind: str, n: int) -> None:
+    with _live_lock:
+        _live[kind] += n
+
+
+def _make_cert() -> tuple[bytes, bytes]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sesskit.invalid")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        cert.public_bytes(serialization.Encoding.DER),
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+class _Sess:
+    __slots__ = ("addr", "label", "last", "ptr", "refword", "side")
+
+    def __init__(self, ptr: Any, side: str, refword: Any) -> None:
+        self.ptr = ptr
+        self.addr = 0
+        self.side = side
+        self.label = ""
+        self.refword = refword  # int* at the calibrated refcount offset
+        self.last: SessionState | None = None
+
+
+class _SSL:
+    __slots__ = ("cleared", "freed", "inbox", "name", "peer", "ptr", "rbio", "side", "wbio")
+
+    def __init__(self, name: str, side: str, ptr: Any, rbio: Any, wbio: Any) -> None:
+        self.name = name
+        self.side = side
+        self.ptr = ptr
+        self.rbio = rbio
+        self.wbio = wbio
+        self.inbox = bytearray()  # bytes sent to this SSL, not yet fed to it
+        self.peer: _SSL | None = None
+        self.freed = False
+        self.cleared = False
+
+    def next_record(self) -> bytes | None:
+        if len(self.inbox) < _RECORD_HEADER:
+            return None
+        n = _RECORD_HEADER + ((self.inbox[3] << 8) | self.inbox[4])
+        if len(self.inbox) < n:
+            return None
+        rec = bytes(self.inbox[:n])
+        del self.inbox[:n]
+        return rec
+
+
+class LibsslEngine:
+    """Engine over the process's own libssl (see module docstring)."""
+
+    name = "libssl"
+
+    def __init__(self, config: LabConfig) -> None:
+        self._L = L = F.load()
+        self.openssl_version: str = L.version
+        self.library_path = L.path
+        self._ffi, self._lib = L.ffi, L.lib
+        self._off = L.offsets
+        self._config = config
+        self._lock = threading.RLock()
+        self._closed = False
+        self._buf = self._ffi.new("char[]", _BUF_SIZE)
+        self._mem = self._lib.BIO_s_mem()
+        self._epoch = int(L.libc.time(self._ffi.NULL))  # OpenSSL's frozen "now"
+        self._now = 0  # virtual seconds
+        self._by_addr: dict[int, _Sess] = {}
+        self._by_label: dict[str, _Sess] = {}
+        self._label_no = 0
+        self._user_refs: dict[str, int] = {}
+        self._ssls: dict[str, _SSL] = {}
+        self._links = 0
+        self._order: dict[str, list[str]] = {"client": [], "server": []}
+        self._stats: dict[str, dict[str, int]] = {}
+        self._cache_last: dict[str, CacheState] = {}
+        self._seen: dict[str, list[_Sess]] = {"client": [], "server": []}
+        self._touched: dict[int, _Sess] = {}
+        self._touched_ssls: dict[str, _SSL] = {}
+        self._cb_error: BaseException | None = None
+        self._current: list[_SSL] = []
+        self._ctx: dict[str, Any] = {}
+        cert, key = _make_cert()
+        self._callbacks = self._make_callbacks()
+        try:
+            self._ctx["client"] = self._make_ctx("client", cert, key)
+            self._ctx["server"] = self._make_ctx("server", cert, key)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- set-up ----------------------------------------------------------------
+    def _make_ctx(self, side: str, cert: bytes, key: bytes) -> Any:
+        lib, ffi, cfg = self._lib, self._ffi, self._config
+        server = side == "server"
+        ctx = lib.SSL_CTX_new(lib.TLS_server_method() if server else lib.TLS_client_method())
+        if ctx == ffi.NULL:
+            raise SesskitError(f"SSL_CTX_new failed: {F.errors(self._L)}")
+        _count("SSL_CTX", 1)
+        v = F.TLS_VERSION[cfg.tls]
+        lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_MIN_PROTO_VERSION, v, ffi.NULL)
+        lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_MAX_PROTO_VERSION, v, ffi.NULL)
+        lib.SSL_CTX_set_timeout(ctx, cfg.timeout)
+        lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_SESS_CACHE_SIZE, cfg.cache_size, ffi.NULL)
+        if server:
+            ok = (
+                lib.SSL_CTX_use_certificate_ASN1(ctx, len(cert), cert) == 1
+                and lib.SSL_CTX_use_PrivateKey_ASN1(F.EVP_PKEY_EC, ctx, key, len(key)) == 1
+                and lib.SSL_CTX_check_private_key(ctx) == 1
+                and lib.SSL_CTX_set_session_id_context(ctx, b"sesskit", 7) == 1
+            )
+            if not ok:
+                lib.SSL_CTX_free(ctx)
+                _count("SSL_CTX", -1)
+                raise SesskitError(f"cannot set up the server SSL_CTX: {F.errors(self._L)}")
+            if not cfg.tickets:
+                lib.SSL_CTX_set_options(ctx, F.SSL_OP_NO_TICKET)
+            lib.SSL_CTX_set_session_ticket_cb(ctx, self._callbacks[1], self._callbacks[2], ffi.NULL)
+        elif cfg.client_cache:
+            lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_SESS_CACHE_MODE, F.SSL_SESS_CACHE_CLIENT, ffi.NULL)
+        lib.SSL_CTX_sess_set_new_cb(ctx, self._callbacks[0])
+        self._stats[side] = dict.fromkeys(F.CTRL, -1)
+        return ctx
+
+    def _make_callbacks(self) -> tuple[Any, Any, Any]:
+        ffi, lib = self._ffi, self._lib
+
+        def on_new(ssl: Any, sess: Any) -> int:
+            try:
+                ctx_side = "server" if self._is_server_ssl(ssl) else "client"
+                self._see(sess, ctx_side)
+            except BaseException as exc:  # never raise into C
+                self._cb_error = exc
+            return 0  # the library drops the reference it took for us: behaviour unchanged
+
+        def on_gen(ssl: Any, arg: Any) -> int:
+            # Stamp the virtual time of the session into the (sealed) ticket.
+            try:
+                sess = lib.SSL_get_session(ssl)
+                if sess != ffi.NULL:
+                    vt = min(lib.SSL_SESSION_get_time(sess), self._epoch) - self._epoch + self._now
+                    data = struct.pack("<q", vt)
+                    lib.SSL_SESSION_set1_ticket_appdata(sess, data, len(data))
+            except BaseException as exc:
+                self._cb_error = exc
+            return 1
+
+        def on_dec(ssl: Any, sess: Any, keyname: Any, n: int, status: int, arg: Any) -> int:
+            # Age the decrypted copy by the virtual clock; never change the ticket's status.
+            if status not in (F.SSL_TICKET_SUCCESS, F.SSL_TICKET_SUCCESS_RENEW):
+                return F.SSL_TICKET_RETURN_IGNORE_RENEW  # keeps EMPTY / NO_DECRYPT as they are
+            try:
+                pp, plen = ffi.new("void **"), ffi.new("size_t *")
+                got = sess != ffi.NULL and lib.SSL_SESSION_get0_ticket_appdata(sess, pp, plen) == 1
+                if got and plen[0] == 8:
+                    (vt,) = struct.unpack("<q", ffi.buffer(pp[0], 8)[:])
+                    lib.SSL_SESSION_set_time(sess, self._epoch - (self._now - vt))
+            except BaseException as exc:
+                self._cb_error = exc
+            if status == F.SSL_TICKET_SUCCESS:
+                return F.SSL_TICKET_RETURN_USE
+            return F.SSL_TICKET_RETURN_USE_RENEW
+
+        return (
+            ffi.callback("int(SSL *, SSL_SESSION *)", on_new, error=0),
+            ffi.callback("int(SSL *, void *)", on_gen, error=1),
+            ffi.callback(
+                "int(SSL *, SSL_SESSION *, const unsigned char *, size_t, int, void *)",
+                on_dec,
+                error=F.SSL_TICKET_RETURN_IGNORE_RENEW,
+            ),
+        )
+
+    def _is_server_ssl(self, ssl: Any) -> bool:
+        a = self._addr(ssl)
+        return any(x.side == "server" and x.ptr is not None and self._addr(x.ptr) == a for x in self._current)
+
+    # -- low-level helpers -------------------------------------------------------
+    def _addr(self, p: Any) -> int:
+        return int(self._ffi.cast("uintptr_t", p))
+
+    def _word(self, p: Any, off: int) -> int:
+        return int(self._ffi.cast("uintptr_t *", self._ffi.cast("char *", p) + off)[0])
+
+    def _see(self, ptr: Any, side: str) -> _Sess | None:
+        """Note a session pointer that is live right now (pin it if new)."""
+        if ptr == self._ffi.NULL:
+            return None
+        a = self._addr(ptr)
+        s = self._by_addr.get(a)
+        if s is None:
+            self._lib.SSL_SESSION_up_ref(ptr)  # the observer reference
+            _count("observer refs", 1)
+            s = _Sess(
+                ptr, side, self._ffi.cast("int *", self._ffi.cast("char *", ptr) + self._off.references)
+            )
+            s.addr = a
+            self._by_addr[a] = s
+            self._seen[side].append(s)
+        t = self._lib.SSL_SESSION_get_time(ptr)
+        if t > self._epoch:  # stamped "now" by OpenSSL: now is E on the virtual scale
+            self._lib.SSL_SESSION_set_time(ptr, self._epoch)
+        self._touched[a] = s
+        return s
+
+    def _see_ssl(self, ssl: _SSL) -> None:
+        self._touched_ssls[ssl.name] = ssl
+        if ssl.ptr is not None:
+            self._see(self._lib.SSL_get_session(ssl.ptr), ssl.side)
+
+    def _drain(self, ssl: _SSL) -> None:
+        lib = self._lib
+        while True:
+            n = lib.BIO_ctrl_pending(ssl.wbio)
+            if not n:
+                return
+            n = lib.BIO_read(ssl.wbio, self._buf, min(n, _BUF_SIZE))
+            peer = ssl.peer
+            if n > 0 and peer is not None and not peer.freed and not peer.cleared:
+                peer.inbox += self._ffi.buffer(self._buf, n)
+            if n <= 0:
+                return
+
+    def _feed(self, ssl: _SSL) -> bool:
+        rec = ssl.next_record()
+        if rec is None:
+            return False
+        self._lib.BIO_write(ssl.rbio, rec, len(rec))
+        return True
+
+    def _call(self, ssl: _SSL, fn: Any, *args: Any) -> tuple[int, int]:
+        """One libssl call on ``ssl``; move what it wrote; look at its session."""
+        r = fn(ssl.ptr, *args)
+        err = 0 if r > 0 else self._lib.SSL_get_error(ssl.ptr, r)
+        self._drain(ssl)
+        self._see_ssl(ssl)
+        if self._cb_error is not None:
+            exc, self._cb_error = self._cb_error, None
+            raise SesskitError(f"observation callback failed: {exc!r}") from exc
+        return r, err
+
+    # -- operation frame ---------------------------------------------------------
+    def _begin(self, *ssls: _SSL) -> None:
+        self._seen = {"client": [], "server": []}
+        self._touched = {}
+        self._touched_ssls = {}
+        self._current = [x for x in ssls if x is not None]
+        for x in self._current:
+            self._see_ssl(x)
+
+    def _finish(self, full_walk: bool = False) -> Delta:
+        lib = self._lib
+        for x in self._current:
+            if not x.freed:
+                self._see_ssl(x)
+        for side in ("client", "server"):  # labels: client side first, then server
+            for s in self._seen[side]:
+                self._label_no += 1
+                s.label = f"S{self._label_no}"
+                self._by_label[s.label] = s
+        caches: dict[str, CacheState] = {}
+        for side in ("client", "server"):
+            c = self._observe_cache(side, full_walk)
+            if c is not None:
+                caches[side] = c
+        sessions: dict[str, SessionState] = {}
+        for s in list(self._touched.values()):
+            st = self._read(s)
+            if st != s.last:
+                s.last = st
+                sessions[s.label] = st
+            if st.freed:
+                del self._by_addr[s.addr]
+                lib.SSL_SESSION_free(s.ptr)  # drop the observer reference: really freed now
+                _count("observer refs", -1)
+                s.ptr = s.refword = None
+        ssls = {n: self._ssl_state(x) for n, x in self._touched_ssls.items()}
+        self._current = []
+        return Delta(sessions=sessions, ssls=ssls, caches=caches)
+
+    def _read(self, s: _Sess) -> SessionState:
+        if s.ptr is None:
+            assert s.last is not None
+            return s.last
+        refs = int(s.refword[0]) - 1  # minus the observer reference
+        if refs <= 0:
+            return SessionState(s.label, s.side, 0, None, False, True)
+        owner = self._word(s.ptr, self._off.owner)
+        cache = None
+        for side, ctx in self._ctx.items():
+            if owner == self._addr(ctx):
+                cache = side
+        return SessionState(s.label, s.side, refs, cache, bool(self._lib.SSL_SESSION_is_resumable(s.ptr)))
+
+    def _ssl_state(self, x: _SSL) -> SSLState:
+        if x.freed:
+            return SSLState(x.name, x.side, None, True, False, x.cleared)
+        p = self._lib.SSL_get_session(x.ptr)
+        label = None if p == self._ffi.NULL else self._by_addr[self._addr(p)].label
+        sent = bool(self._lib.SSL_get_shutdown(x.ptr) & F.SSL_SENT_SHUTDOWN)
+        return SSLState(x.name, x.side, label, False, sent, x.cleared)
+
+    def _stats_of(self, side: str) -> dict[str, int]:
+        ctx, ffi, ctrl = self._ctx[side], self._ffi, self._lib.SSL_CTX_ctrl
+        return {k: int(ctrl(ctx, v, 0, ffi.NULL)) for k, v in F.CTRL.items()}
+
+    def _observe_cache(self, side: str, full_walk: bool) -> CacheState | None:
+        """Bring the cache's member list up to date; return its state if it changed."""
+        ctx = self._ctx.get(side)
+        if ctx is None:
+            return None
+        stats = self._stats_of(side)
+        number = stats.pop("number")
+        order = self._order[side]
+        ctx_addr = self._addr(ctx)
+        new_order = self._walk(side, ctx_addr) if full_walk else self._update_order(side, ctx_addr, number)
+        if len(new_order) != number:
+            raise SesskitError(
+                f"observation inconsistent: SSL_CTX_sess_number says {number} sessions in the "
+                f"{side} cache, the list sesskit follows has {len(new_order)}"
+            )
+        changed = new_order != order or stats != self._stats[side]
+        self._order[side] = new_order
+        self._stats[side] = stats
+        if not changed and side in self._cache_last:
+            return None
+        state = CacheState(side, number, tuple(new_order), stats)
+        self._cache_last[side] = state
+        return state
+
+    def _owned(self, s: _Sess, ctx_addr: int) -> bool:
+        return s.ptr is not None and int(s.refword[0]) > 1 and self._word(s.ptr, self._off.owner) == ctx_addr
+
+    def _update_order(self, side: str, ctx_addr: int, number: int) -> list[str]:
+        order = list(self._order[side])
+        touched = [s for s in self._touched.values() if s.label]
+        members = set(order)
+        for s in touched:
+            if s.label in members:
+                order.remove(s.label)
+                members.discard(s.label)
+        placing = [s for s in touched if self._owned(s, ctx_addr)]
+        # Sessions nobody touched can only have left from the tail side (eviction,
+        # flush) or by an expired lookup: walk from the tail until the count agrees.
+        i = len(order) - 1
+        while len(order) + len(placing) > number and i >= 0:
+            s = self._by_label[order[i]]
+            if not self._owned(s, ctx_addr):
+                del order[i]
+                self._touched[s.addr] = s
+            i -= 1
+        return self._place(order, placing)
+
+    def _place(self, order: list[str], placing: list[_Sess]) -> list[str]:
+        """Insert sessions after the neighbour their ``prev`` link points at."""
+        pending = {s.addr: s for s in placing}
+        while pending:
+            progress = False
+            for a, s in list(pending.items()):
+                prev = self._word(s.ptr, self._off.prev)
+                if prev in pending:
+                    continue
+                p = self._by_addr.get(prev)
+                if p is None or not p.label or p.label not in order:
+                    order.insert(0, s.label)  # prev points into the SSL_CTX: the head
+                else:
+                    order.insert(order.index(p.label) + 1, s.label)
+                del pending[a]
+                progress = True
+            if not progress:
+                raise SesskitError("observation inconsistent: cache list links form a cycle")
+        return order
+
+    def _walk(self, side: str, ctx_addr: int) -> list[str]:
+        members = [self._by_label[x] for x in self._order[side]]
+        members += [s for s in self._touched.values() if s.label and s.label not in self._order[side]]
+        members = [s for s in members if self._owned(s, ctx_addr)]
+        return self._place([], members)
+
+    # -- public operations ---------------------------------------------------------
+    def initial(self) -> Delta:
+        with self._lock:
+            self._begin()
+            return self._finish()
+
+    def connect(self, resume: str | None = None) -> OpResult:
+        with self._lock:
+            self._links += 1
+            k = self._links
+            c = self._new_ssl(f"c{k}", "client")
+            s = self._new_ssl(f"s{k}", "server")
+            c.peer, s.peer = s, c
+            self._begin(c, s)
+            lib = self._lib
+            if resume is not None:
+                target = self._by_label[resume]
+                self._touched[target.addr] = target
+                if lib.SSL_set_session(c.ptr, target.ptr) != 1:
+                    raise SesskitError(f"SSL_set_session({c.name}, {resume}) failed: {F.errors(self._L)}")
+                self._see_ssl(c)
+            c_done = self._hs(c)
+            s_done = False
+            for _ in range(1000):
+                if c_done and s_done:
+                    break
+                moved = False
+                while not s_done and self._feed(s):
+                    s_done, moved = self._hs(s), True
+                while not c_done and self._feed(c):
+                    c_done, moved = self._hs(c), True
+                if not moved:
+                    raise SesskitError(f"handshake {c.name}↔{s.name} stalled: {F.errors(self._L)}")
+            reused = bool(lib.SSL_session_reused(c.ptr))
+            delta = self._finish()
+            return OpResult(delta, (c.name, s.name, reused))
+
+    def _new_ssl(self, name: str, side: str) -> _SSL:
+        lib, ffi = self._lib, self._ffi
+        ptr = lib.SSL_new(self._ctx[side])
+        rbio, wbio = lib.BIO_new(self._mem), lib.BIO_new(self._mem)
+        if ptr == ffi.NULL or rbio == ffi.NULL or wbio == ffi.NULL:
+            raise SesskitError(f"SSL_new/BIO_new failed: {F.errors(self._L)}")
+        lib.SSL_set_bio(ptr, rbio, wbio)  # the SSL owns both BIOs from here on
+        (lib.SSL_set_accept_state if side == "server" else lib.SSL_set_connect_state)(ptr)
+        _count("SSL", 1)
+        x = _SSL(name, side, ptr, rbio, wbio)
+        self._ssls[name] = x
+        return x
+
+    def _hs(self, ssl: _SSL) -> bool:
+        r, err = self._call(ssl, self._lib.SSL_do_handshake)
+        if r == 1:
+            return True
+        if err in (F.SSL_ERROR_WANT_READ, F.SSL_ERROR_WANT_WRITE):
+            return False
+        raise SesskitError(f"SSL_do_handshake on {ssl.name} failed (error {err}): {F.errors(self._L)}")
+
+    def _op(self, name: str) -> _SSL:
+        x = self._ssls[name]
+        self._begin(x)
+        return x
+
+    def get0(self, ssl: str) -> OpResult:
+        with self._lock:
+            x = self._op(ssl)
+            p = self._lib.SSL_get_session(x.ptr)
+            delta = self._finish()
+            return OpResult(delta, None if p == self._ffi.NULL else self._by_addr[self._addr(p)].label)
+
+    def get1(self, ssl: str) -> OpResult:
+        with self._lock:
+            x = self._op(ssl)
+            p = self._lib.SSL_get1_session(x.ptr)
+            label = None
+            if p != self._ffi.NULL:
+                s = self._see(p, x.side)
+                assert s is not None
+                delta = self._finish()
+                label = s.label
+                self._user_refs[label] = self._user_refs.get(label, 0) + 1
+                _count("user refs", 1)
+            else:
+                delta = self._finish()
+            return OpResult(delta, label)
+
+    def read(self, ssl: str) -> OpResult:
+        with self._lock:
+            x = self._op(ssl)
+            while self._feed(x):
+                r, err = self._call(x, self._lib.SSL_read, self._buf, _BUF_SIZE)
+                if r <= 0 and err not in (F.SSL_ERROR_WANT_READ, F.SSL_ERROR_ZERO_RETURN):
+                    self._lib.ERR_clear_error()
+                    break
+            return OpResult(self._finish())
+
+    def shutdown(self, ssl: str) -> OpResult:
+        with self._lock:
+            x = self._op(ssl)
+            lib = self._lib
+            if not lib.SSL_get_shutdown(x.ptr) & F.SSL_SENT_SHUTDOWN:
+                self._call(x, lib.SSL_shutdown)
+            else:
+                while self._feed(x):
+                    r, _ = self._call(x, lib.SSL_shutdown)
+                    if r == 1:
+                        break
+            lib.ERR_clear_error()
+            return OpResult(self._finish())
+
+    def clear(self, ssl: str) -> OpResult:
+        with self._lock:
+            x = self._op(ssl)
+            if self._lib.SSL_clear(x.ptr) != 1:
+                raise SesskitError(f"SSL_clear({ssl}) failed: {F.errors(self._L)}")
+            x.cleared = True
+            x.inbox.clear()
+            return OpResult(self._finish())
+
+    def free(self, ssl: str) -> OpResult:
+        with self._lock:
+            x = self._op(ssl)
+            self._free_ssl(x)
+            return OpResult(self._finish())
+
+    def _free_ssl(self, x: _SSL) -> None:
+        self._lib.SSL_free(x.ptr)  # also frees its BIOs: never touch them again
+        _count("SSL", -1)
+        x.ptr = x.rbio = x.wbio = None
+        x.freed = True
+        x.inbox.clear()
+
+    def session_free(self, session: str) -> OpResult:
+        with self._lock:
+            self._begin()
+            s = self._by_label[session]
+            self._touched[s.addr] = s
+            self._lib.SSL_SESSION_free(s.ptr)
+            self._user_refs[session] -= 1
+            _count("user refs", -1)
+            return OpResult(self._finish())
+
+    def advance(self, seconds: int) -> OpResult:
+        with self._lock:
+            self._begin()
+            self._now += seconds
+            lib = self._lib
+            for s in sorted(self._by_addr.values(), key=lambda s: int(s.label[1:])):
+                lib.SSL_SESSION_set_time(s.ptr, lib.SSL_SESSION_get_time(s.ptr) - seconds)
+            return OpResult(self._finish(full_walk=True))
+
+    def flush(self, side: str, at: int) -> OpResult:
+        with self._lock:
+            self._begin()
+            self._lib.SSL_CTX_flush_sessions(self._ctx[side], self._epoch + (at - self._now))
+            return OpResult(self._finish())
+
+    # -- teardown ------------------------------------------------------------------
+    def close(self) -> None:
+        """Free every SSL, every reference sesskit or its user holds, and both SSL_CTXs."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            lib = self._lib
+            for x in self._ssls.values():
+                if not x.freed:
+                    self._free_ssl(x)
+            for label, n in self._user_refs.items():
+                s = self._by_label[label]
+                for _ in range(n):
+                    lib.SSL_SESSION_free(s.ptr)
+                    _count("user refs", -1)
+            self._user_refs.clear()
+            for s in self._by_addr.values():
+                lib.SSL_SESSION_free(s.ptr)
+                _count("observer refs", -1)
+            self._by_addr.clear()
+            for ctx in self._ctx.values():
+                lib.SSL_CTX_free(ctx)
+                _count("SSL_CTX", -1)
+            self._ctx.clear()
+
+    def sessions_alive(self) -> Iterable[str]:
+        return [s.label for s in self._by_addr.values()]
