@@ -166,7 +166,7 @@ class Delta:
 
 def _compact(d: dict[str, Any]) -> dict[str, Any]:
     # Drop default-valued flags so a step stays small on the wire.
-    return {k: v for k, v in d.items() if v not in (False, None) or k in ("label", "name")}
+    return {k: v for k, v in d.items() if not (v is False or v is None) or k in ("label", "name")}
 
 
 def _cache_dict(c: CacheState) -> dict[str, Any]:

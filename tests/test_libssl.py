@@ -1,0 +1,141 @@
+"""The libssl engine: the right library, honest observation, no sockets."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+import sesskit
+from sesskit.engines import _libssl_ffi as F
+from sesskit.engines.libssl import live_objects
+
+
+def _mapped_text_ranges(path: str) -> list[tuple[int, int]]:
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 6 and parts[5] == path and "x" in parts[1]:
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                out.append((lo, hi))
+    return out
+
+
+def test_binds_the_libssl_pythons_ssl_module_loaded() -> None:
+    import ssl
+
+    L = F.load()
+    lab = sesskit.Lab(engine="libssl", explain=False)
+    assert lab.openssl_version == L.version
+    # Python's ssl module reports the same library version...
+    assert ssl.OPENSSL_VERSION.split()[1] in L.version
+    # ...and the functions we call live in the mapped text of that very file (one copy).
+    fn = int(L.ffi.cast("uintptr_t", L.lib.SSL_new))
+    assert any(lo <= fn < hi for lo, hi in _mapped_text_ranges(L.path))
+    with open("/proc/self/maps") as f:
+        maps = f.read()
+    assert len({line.split()[-1] for line in maps.splitlines() if "libssl.so" in line}) == 1
+    lab.close()
+
+
+def test_calibrated_offsets_follow_public_operations() -> None:
+    """The probe's refcount moves exactly as get1 / SSL_SESSION_free say it must."""
+    with sesskit.Lab(engine="libssl", tls="1.2", explain=False) as lab:
+        link = lab.connect()
+        ref = link.client.get0_session()
+        assert ref is not None
+        base = ref.refcount
+        held = [link.client.get1_session() for _ in range(3)]
+        assert ref.refcount == base + 3
+        for h in held:
+            assert h is not None
+            h.free()
+        assert ref.refcount == base
+
+
+def test_visible_refcount_excludes_the_observer_reference() -> None:
+    with sesskit.Lab(engine="libssl", tls="1.2", explain=False) as lab:
+        link = lab.connect()
+        ref = link.client.get0_session()
+        assert ref is not None and ref.refcount == 1  # only the SSL holds it
+        link.client.free()
+        assert ref.dangling  # visible count reached 0: reported freed
+
+
+def _socket_fds() -> int:
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def test_no_socket_is_ever_opened(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("sesskit opened a socket")
+
+    monkeypatch.setattr(socket.socket, "__init__", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    before = _socket_fds()
+    for tls in ("1.2", "1.3"):
+        with sesskit.Lab(engine="libssl", tls=tls, explain=False) as lab:
+            link = lab.connect()
+            link.client.read()
+            saved = link.client.get1_session()
+            link.client.shutdown()
+            link.server.shutdown()
+            link.client.shutdown()
+            link.client.free()
+            link.server.free()
+            lab.connect(resume=saved)
+    assert _socket_fds() == before
+
+
+def test_close_frees_every_object_it_made() -> None:
+    base = live_objects()
+    lab = sesskit.Lab(engine="libssl", tls="1.3", client_cache=True, explain=False)
+    link = lab.connect()
+    link.client.read()
+    keep = link.client.get1_session()
+    lab.connect(resume=keep)
+    lab.connect()
+    during = live_objects()
+    assert during["SSL"] == base["SSL"] + 6 and during["SSL_CTX"] == base["SSL_CTX"] + 2
+    assert during["user refs"] == base["user refs"] + 1
+    lab.close()
+    assert live_objects() == base
+    lab.close()  # twice is harmless
+    with pytest.raises(sesskit.InvalidOperation, match="closed"):
+        lab.connect()
+
+
+def test_garbage_collection_of_a_lab_frees_everything() -> None:
+    import gc
+
+    base = live_objects()
+    lab = sesskit.Lab(engine="libssl", explain=False)
+    lab.connect().client.get1_session()
+    del lab
+    gc.collect()
+    assert live_objects() == base
+
+
+def test_stats_come_from_the_library() -> None:
+    with sesskit.Lab(engine="libssl", tls="1.2", tickets=False, explain=False) as lab:
+        link = lab.connect()
+        saved = link.client.get1_session()
+        link.client.shutdown()
+        link.server.shutdown()
+        link.client.free()
+        link.server.free()
+        again = lab.connect(resume=saved)
+        assert again.reused is True
+        stats = lab.snapshot().caches["server"].stats
+        assert (stats["accept"], stats["accept_good"], stats["hits"]) == (2, 2, 1)
+        cstats = lab.snapshot().caches["client"].stats
+        assert (cstats["connect"], cstats["connect_good"], cstats["hits"]) == (2, 2, 1)

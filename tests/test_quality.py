@@ -1,0 +1,79 @@
+"""House rules: lint, types, pure layers, a fast import, CI runs the README's command."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+
+
+def test_ruff_lint() -> None:
+    r = run(str(BIN / "ruff"), "check", "sesskit", "tests", "benchmarks")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ruff_format() -> None:
+    r = run(str(BIN / "ruff"), "format", "--check", "sesskit", "tests", "benchmarks")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy() -> None:
+    r = run(str(BIN / "mypy"))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("module", ["sesskit/model.py", "sesskit/trace.py"])
+def test_pure_layers_import_only_the_standard_library(module: str) -> None:
+    path = ROOT / module
+    if not path.exists():
+        pytest.fail(f"{module} is missing")
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            assert top in sys.stdlib_module_names or top in ("sesskit", "__future__"), f"{module}: {name}"
+
+
+def test_import_sesskit_is_light() -> None:
+    code = (
+        "import sys, sesskit; heavy = [m for m in ('cffi', 'OpenSSL', 'cryptography', 'matplotlib', "
+        "'ipywidgets', 'ssl') if m in sys.modules]; print(heavy)"
+    )
+    r = run(sys.executable, "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```\n(python3 -m venv[^\n]*)\n```", text)
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    cmds = readme_commands()
+    assert len(cmds) >= 2
+    assert "jupyter lab notebooks/01_" in cmds[0] and "pytest" in cmds[1]
+    notebook = cmds[0].split("jupyter lab ")[1].split()[0]
+    assert (ROOT / notebook).exists(), notebook
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert readme_commands()[1] in ci
+    assert "set -euo pipefail" in ci
