@@ -1,0 +1,931 @@
+"""See a :class:`~sesskit.trace.Trace`: refcount timelines, heap pictures, animations.
+
+Everything here takes plain trace data (a Trace or a Snapshot) and returns a
+:class:`matplotlib.figure.Figure` or an animation; nothing touches an engine,
+and nothing calls ``plt.show()``.  Figures are built with the object API
+(``Figure`` + Agg canvas), not pyplot, so making many of them leaks nothing.
+
+Colours are stable: a session's colour is derived from its label alone, so
+``S3`` has the same colour in every figure, notebook and animation.
+
+Artists carry ``gid`` s so tests (and curious users) can find them:
+
+- timeline: ``timeline:refcount`` (one LineCollection, one path per session),
+  ``timeline:cache-band``, ``timeline:freed``, ``timeline:dangling``,
+  ``timeline:cache-size:client`` / ``:server``, ``timeline:current``;
+- heap: ``ssl:c1``, ``session:S2``, ``ghost:S2``, ``badge:S2``, ``ref:#3``,
+  ``cache:server`` and one arrow per reference, ``ref:ssl:c1->S2``,
+  ``ref:cache:server->S2``, ``ref:get1:#3->S2``, ``ref:get0:#4->S2``.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+from .trace import SIDES, RefState, Snapshot, Trace
+
+if TYPE_CHECKING:
+    from matplotlib.animation import FuncAnimation
+    from matplotlib.axes import Axes
+    from matplotlib.text import Text
+
+__all__ = ["animate", "heap", "overview", "save", "session_color", "timeline"]
+
+# Eight well-separated colours (matplotlib's tab10 without its red -- red means
+# "dangling" here -- and without its grey, used for ghosts).
+_PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#17becf",
+)
+_GOLDEN = 0.6180339887498949
+_DANGLING = "#d62728"
+_GHOST = "#9a9a9a"
+_CACHE_LINE = {"server": "#333333", "client": "#8a8a8a"}
+_MAX_LEGEND = 12
+
+
+# -- colours -----------------------------------------------------------------
+def _label_number(label: str) -> int | None:
+    m = re.search(r"(\d+)$", label)
+    return int(m.group(1)) if m else None
+
+
+def session_color(label: str) -> str:
+    """The colour of session ``label`` (e.g. ``"S3"``) in every sesskit figure.
+
+    Parameters
+    ----------
+    label : str
+        A session label.
+
+    Returns
+    -------
+    str
+        A ``#rrggbb`` colour that depends on the label only: ``S1``..``S8``
+        get eight distinct palette colours, later numbers golden-ratio hues.
+    """
+    n = _label_number(label)
+    if n is not None and 1 <= n <= len(_PALETTE):
+        return _PALETTE[n - 1]
+    seed = n if n is not None else zlib.crc32(label.encode())
+    hue = (seed * _GOLDEN) % 1.0
+    if hue > 0.95 or hue < 0.03:  # keep clear of the dangling red
+        hue = (hue + 0.08) % 1.0
+    light = (0.38, 0.48, 0.58)[seed % 3]
+    r, g, b = colorsys.hls_to_rgb(hue, light, 0.62)
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+
+
+def _lane_offset(label: str) -> float:
+    """Small vertical offset so sessions with equal refcounts stay visible side by side."""
+    n = _label_number(label)
+    k = n if n is not None else zlib.crc32(label.encode())
+    return ((k % 5) - 2) * 0.07
+
+
+def _tint(color: str, amount: float = 0.82) -> tuple[float, float, float]:
+    r, g, b = (int(color[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    return (r + (1 - r) * amount, g + (1 - g) * amount, b + (1 - b) * amount)
+
+
+# -- figures -----------------------------------------------------------------
+def _new_figure(figsize: tuple[float, float], dpi: float = 100) -> Figure:
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    _enable_notebook_display()
+    return fig
+
+
+_display_checked = False
+
+
+def _enable_notebook_display() -> None:
+    """Let a bare ``Figure`` display as an image in IPython even if pyplot was never imported."""
+    global _display_checked
+    if _display_checked:
+        return
+    _display_checked = True
+    import sys
+
+    if "IPython" not in sys.modules:
+        return
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    if ip is None:
+        return
+    formatter = ip.display_formatter.formatters["image/png"]
+    try:
+        formatter.lookup_by_type(Figure)
+    except KeyError:
+        formatter.for_type(Figure, _figure_png)
+
+
+def _figure_png(fig: Figure) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+# -- timeline: series in one pass over the deltas ------------------------------
+@dataclass
+class TimelineData:
+    """What a timeline draws, folded once from a trace's deltas.
+
+    ``paths[label]`` are the change points ``(step, refcount)`` of a session
+    from the step it was first seen; ``freed_at[label]`` the step it was freed;
+    ``cache_spans[label]`` the ``[start, end)`` step ranges it sat in a cache
+    (``end`` is None while it still does); ``dangling`` ``(step, ref id,
+    label)`` where a ref started to dangle; ``cache_sizes[side]`` change points
+    of each cache's size.
+    """
+
+    n: int
+    ops: list[str]
+    targets: list[str]
+    labels: list[str] = field(default_factory=list)
+    paths: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    freed_at: dict[str, int] = field(default_factory=dict)
+    cache_spans: dict[str, list[list[Any]]] = field(default_factory=dict)
+    dangling: list[tuple[int, int, str]] = field(default_factory=list)
+    cache_sizes: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    max_refcount: int = 0
+
+
+def timeline_data(trace: Trace) -> TimelineData:
+    """Fold ``trace``'s step deltas once into the series a timeline draws.
+
+    Parameters
+    ----------
+    trace : Trace
+
+    Returns
+    -------
+    TimelineData
+    """
+    steps = list(trace)
+    data = TimelineData(len(steps), [s.op for s in steps], [s.target for s in steps])
+    data.cache_sizes = {side: [(0, 0)] for side in SIDES}
+    refcount: dict[str, int] = {}
+    cached: dict[str, bool] = {}
+    dangling: dict[int, bool] = {}
+    for i, step in enumerate(steps):
+        for label, st in step.changes.sessions.items():
+            old = refcount.get(label)
+            if old is None:
+                data.labels.append(label)
+                data.paths[label] = [(i, st.refcount)]
+                data.cache_spans[label] = []
+            elif old != st.refcount:
+                data.paths[label].append((i, st.refcount))
+            refcount[label] = st.refcount
+            data.max_refcount = max(data.max_refcount, st.refcount)
+            in_cache = st.cache is not None
+            if in_cache != cached.get(label, False):
+                if in_cache:
+                    data.cache_spans[label].append([i, None])
+                else:
+                    data.cache_spans[label][-1][1] = i
+                cached[label] = in_cache
+            if st.freed and label not in data.freed_at:
+                data.freed_at[label] = i
+        for ref_id, ref in step.changes.refs.items():
+            if ref.dangling and not dangling.get(ref_id, False):
+                data.dangling.append((i, ref_id, ref.session))
+            dangling[ref_id] = ref.dangling
+        for side, cache in step.changes.caches.items():
+            series = data.cache_sizes.setdefault(side, [(0, 0)])
+            if series[-1][1] != cache.size:
+                series.append((i, cache.size))
+    return data
+
+
+def _step_path(points: Sequence[tuple[int, int]], end: float) -> list[tuple[float, float]]:
+    """Vertices of a step line: the value after step ``i`` covers ``[i - 0.5, i + 0.5)``."""
+    verts: list[tuple[float, float]] = []
+    for x, y in points:
+        if verts:
+            verts.append((x - 0.5, verts[-1][1]))
+        verts.append((x - 0.5, y))
+    verts.append((end, verts[-1][1]))
+    return verts
+
+
+def _value_at(points: Sequence[tuple[int, int]], x: int) -> int:
+    value = points[0][1]
+    for px, py in points:
+        if px > x:
+            break
+        value = py
+    return value
+
+
+# -- timeline: drawing ---------------------------------------------------------
+def timeline(
+    trace: Trace,
+    ax: Axes | tuple[Axes, Axes] | None = None,
+    step: int | None = None,
+) -> Figure:
+    """Each session's refcount over the steps, with cache membership, frees and dangling refs.
+
+    Parameters
+    ----------
+    trace : Trace
+        The story to draw (``lab.trace``).
+    ax : Axes or (Axes, Axes), optional
+        Where to draw.  One Axes is split into a refcount panel and a cache
+        size panel below it; a pair is used as (refcounts, cache sizes).  By
+        default a new Figure is made.
+    step : int, optional
+        The step to highlight (negative counts from the end).
+
+    Returns
+    -------
+    Figure
+        The figure holding the two panels (``fig.axes``: refcounts first).
+    """
+    if ax is None:
+        fig = _new_figure((11, 5.6))
+        ax_ref, ax_cache = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        fig.subplots_adjust(left=0.07, right=0.83, top=0.9, bottom=0.32, hspace=0.08)
+    elif isinstance(ax, tuple):
+        ax_ref, ax_cache = ax
+        fig = ax_ref.get_figure()  # type: ignore[assignment]
+    else:
+        ax_ref, ax_cache = _split(ax)
+        fig = ax_ref.get_figure()  # type: ignore[assignment]
+    _draw_timeline(ax_ref, ax_cache, timeline_data(trace), step)
+    return fig
+
+
+def _split(ax: Axes) -> tuple[Axes, Axes]:
+    fig = ax.get_figure()
+    spec = ax.get_subplotspec()
+    if spec is None:
+        lower = ax.inset_axes((0.0, -0.45, 1.0, 0.3))
+        return ax, lower
+    ax.remove()
+    sub = spec.subgridspec(2, 1, height_ratios=[3, 1], hspace=0.08)
+    upper = fig.add_subplot(sub[0])  # type: ignore[union-attr]
+    lower = fig.add_subplot(sub[1], sharex=upper)  # type: ignore[union-attr]
+    return upper, lower
+
+
+def _draw_timeline(ax_ref: Axes, ax_cache: Axes, data: TimelineData, step: int | None) -> None:
+    n = max(data.n, 1)
+    many = len(data.labels) > 40
+    ax_ref.set_label("sesskit-timeline-refcount")
+    ax_cache.set_label("sesskit-timeline-cache")
+    _draw_refcount_lines(ax_ref, data, many)
+    _draw_marks(ax_ref, data)
+    _draw_cache_sizes(ax_cache, data)
+    for a in (ax_ref, ax_cache):
+        a.set_xlim(-0.5, n - 0.5)
+        a.grid(axis="y", color="#e6e6e6", linewidth=0.8)
+        a.set_axisbelow(True)
+        for spine in ("top", "right"):
+            a.spines[spine].set_visible(False)
+    top = max(data.max_refcount, 1)
+    ax_ref.set_ylim(-0.75, top + 0.6)
+    ax_ref.yaxis.set_major_locator(_int_locator())
+    ax_ref.set_ylabel("refcount")
+    ax_ref.tick_params(axis="x", which="both", bottom=False, labelbottom=False)
+    ax_ref.set_title("SSL_SESSION refcounts", loc="left", fontsize=11)
+    ticks = _op_ticks(ax_cache, data)
+    if len(data.labels) <= _MAX_LEGEND:
+        _legend(ax_ref, data)
+    else:
+        _key_legend(ax_ref, f"{len(data.labels)} sessions")
+    if step is not None and data.n:
+        _highlight(ax_ref, ax_cache, data, step, ticks)
+
+
+def _int_locator() -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True, nbins=6)
+
+
+def _draw_refcount_lines(ax: Axes, data: TimelineData, many: bool) -> None:
+    colors = [session_color(label) for label in data.labels]
+    paths, bands, band_colors = [], [], []
+    for label, color in zip(data.labels, colors, strict=True):
+        points = data.paths[label]
+        freed = data.freed_at.get(label)
+        end = (freed + 0.25) if freed is not None else data.n - 0.5
+        off = _lane_offset(label)
+        verts = np.asarray(_step_path(points, end))
+        verts[:, 1] += off
+        paths.append(verts)
+        for start, stop in data.cache_spans[label]:
+            stop_x = (stop - 0.5) if stop is not None else end
+            band = [(x, y) for x, y in verts if start - 0.5 < x < stop_x]
+            first = _value_at(points, start) + off
+            last = _value_at(points, stop - 1 if stop is not None else data.n - 1) + off
+            band = [(start - 0.5, first), *band, (stop_x, last)]
+            bands.append(band)
+            band_colors.append(color)
+    band_width = 3.0 if many else 9.0
+    coll_band = LineCollection(
+        bands, colors=band_colors, linewidths=band_width, alpha=0.28, capstyle="butt", joinstyle="miter"
+    )
+    coll_band.set_gid("timeline:cache-band")
+    ax.add_collection(coll_band, autolim=False)
+    width, alpha = (2.0, 1.0) if not many else (0.8, 0.9) if len(paths) < 300 else (0.5, 0.6)
+    lines = LineCollection(paths, colors=colors, linewidths=width, alpha=alpha)
+    lines.set_gid("timeline:refcount")
+    lines.sesskit_labels = list(data.labels)  # type: ignore[attr-defined]
+    lines.sesskit_offsets = [_lane_offset(label) for label in data.labels]  # type: ignore[attr-defined]
+    ax.add_collection(lines, autolim=False)
+
+
+def _draw_marks(ax: Axes, data: TimelineData) -> None:
+    size = 70.0 if len(data.labels) <= 40 else 28.0
+    freed = [(i, _lane_offset(label), session_color(label)) for label, i in data.freed_at.items()]
+    xs = [f[0] for f in freed]
+    ys = [f[1] for f in freed]
+    pts = ax.scatter(
+        xs,
+        ys,
+        marker="X",
+        s=size,
+        c=[f[2] for f in freed] or None,
+        edgecolors="white",
+        linewidths=0.8,
+        zorder=4,
+    )
+    pts.set_gid("timeline:freed")
+    dx = [d[0] for d in data.dangling]
+    dy = [-0.55] * len(dx)
+    dang = ax.scatter(
+        dx, dy, marker="^", s=size * 0.85, c=_DANGLING, edgecolors="white", linewidths=0.6, zorder=4
+    )
+    dang.set_gid("timeline:dangling")
+    dang.sesskit_refs = [(d[1], d[2]) for d in data.dangling]  # type: ignore[attr-defined]
+
+
+def _draw_cache_sizes(ax: Axes, data: TimelineData) -> None:
+    top = 1
+    for side in ("server", "client"):
+        points = data.cache_sizes.get(side, [(0, 0)])
+        verts = np.asarray(_step_path(points, data.n - 0.5))
+        (line,) = ax.plot(
+            verts[:, 0],
+            verts[:, 1],
+            color=_CACHE_LINE[side],
+            linewidth=1.6,
+            linestyle="-" if side == "server" else (0, (4, 2)),
+            label=f"{side} cache",
+        )
+        line.set_gid(f"timeline:cache-size:{side}")
+        top = max(top, max(p[1] for p in points))
+    ax.set_ylim(-0.3, top * 1.15 + 0.3)
+    ax.yaxis.set_major_locator(_int_locator())
+    ax.set_ylabel("cache size", fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+
+def _tick_stride(n: int, ax: Axes) -> int:
+    width_pt = ax.get_position().width * ax.get_figure().get_figwidth() * 72  # type: ignore[union-attr]
+    room = max(4, int(width_pt / 14))  # a rotated 8-pt label needs ~11 pt, plus air
+    if n <= room:
+        return 1
+    for nice in (2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000):
+        if n / nice <= room:
+            return nice
+    return int(np.ceil(n / room))
+
+
+def _op_ticks(ax: Axes, data: TimelineData) -> list[int]:
+    stride = _tick_stride(data.n, ax)
+    ticks = list(range(0, data.n, stride))
+    style: dict[str, Any] = {"rotation": 90}
+    if data.n <= 12:
+        style = {"rotation": 35, "ha": "right", "rotation_mode": "anchor"}
+    ax.set_xticks(ticks, [data.ops[i] for i in ticks], fontsize=8, **style)
+    if stride > 1 and data.n <= 150:  # every minor tick is a Tick object: keep them few
+        ax.set_xticks(range(data.n), minor=True)
+        ax.tick_params(axis="x", which="minor", length=2, color="#bbbbbb")
+    xlabel = "C call at each step" if stride == 1 else f"C call (labels every {stride} steps)"
+    ax.set_xlabel(xlabel, fontsize=9)
+    return ticks
+
+
+def _legend(ax: Axes, data: TimelineData) -> None:
+    handles: list[Any] = [
+        Line2D([], [], color=session_color(label), linewidth=2, label=label) for label in data.labels
+    ]
+    _key_legend(ax, None, handles)
+
+
+def _key_legend(ax: Axes, title: str | None, handles: list[Any] | None = None) -> None:
+    handles = list(handles or [])
+    handles += [
+        Line2D([], [], color="#888888", linewidth=8, alpha=0.3, label="in a cache"),
+        Line2D([], [], color="#666666", marker="X", linestyle="", markersize=8, label="freed"),
+        Line2D([], [], color=_DANGLING, marker="^", linestyle="", markersize=7, label="a ref dangles"),
+    ]
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        frameon=False,
+        title=title,
+        title_fontsize=8,
+    )
+
+
+def _highlight(ax_ref: Axes, ax_cache: Axes, data: TimelineData, step: int, ticks: list[int]) -> None:
+    if step < 0:
+        step += data.n
+    step = min(max(step, 0), data.n - 1)
+    for a in (ax_ref, ax_cache):
+        span = a.axvspan(step - 0.5, step + 0.5, color="#ffd54f", alpha=0.35, zorder=0, linewidth=0)
+        span.set_gid("timeline:current")
+        if data.n > 60:  # a one-step span is too thin to see: mark its centre too
+            a.axvline(step, color="#c79100", linewidth=1.0, zorder=0.5).set_gid("timeline:current-line")
+    ax_ref.set_title(
+        f"step {step}: {data.ops[step]}({data.targets[step]})", loc="right", fontsize=10, color="#6d4c00"
+    )
+    if step in ticks:
+        label = ax_cache.get_xticklabels()[ticks.index(step)]
+        label.set_fontweight("bold")
+        label.set_color("#6d4c00")
+
+
+# -- heap -----------------------------------------------------------------
+def heap(snapshot: Snapshot, ax: Axes | None = None, title: str | None = None) -> Figure:
+    """The objects alive at one step and every reference between them.
+
+    SSLs and your pointers (refs) on the left, SSL_SESSIONs with refcount
+    badges in the middle, the session caches (members in list order, head
+    first) on the right.  One arrow per reference: SSL->session and
+    cache->session in grey, get1 refs solid, get0 (and released get1) refs
+    dashed, dangling refs red to a ghost of the freed session.
+
+    Parameters
+    ----------
+    snapshot : Snapshot
+        The state to draw (``trace.snapshot(i)`` or ``lab.snapshot()``).
+    ax : Axes, optional
+        Where to draw; by default a new Figure.
+    title : str, optional
+        A title (default: the snapshot's virtual time).
+
+    Returns
+    -------
+    Figure
+    """
+    if ax is None:
+        fig = _new_figure((9, 5.2))
+        ax = fig.add_axes((0.0, 0.0, 1.0, 0.94))
+    else:
+        fig = ax.get_figure()  # type: ignore[assignment]
+    _draw_heap(ax, snapshot, title)
+    return fig
+
+
+def _sort_key(name: str) -> tuple[int, str]:
+    n = _label_number(name)
+    return (n if n is not None else 1 << 30, name)
+
+
+@dataclass
+class _HeapLayout:
+    """Font size and row positions that fit the axes (in axes fractions)."""
+
+    fs: float
+    slot: float  # height of a two-line box row
+    max_rows: int
+    top: float = 0.88
+
+    @classmethod
+    def fit(cls, ax: Axes, rows: float) -> _HeapLayout:
+        fig = ax.get_figure()
+        height_pt = ax.get_position().height * fig.get_figheight() * 72  # type: ignore[union-attr]
+        usable = 0.84 * height_pt
+        fs = min(10.0, max(5.5, usable / (max(rows, 4) * 4.1)))
+        slot = fs * 4.1 / height_pt
+        return cls(fs, slot, max(1, int(usable / (fs * 4.1))))
+
+    def rows(self, count: int, scale: float = 1.0) -> list[float]:
+        return [self.top - self.slot * scale * (k + 0.5) for k in range(count)]
+
+
+def _draw_heap(ax: Axes, snap: Snapshot, title: str | None) -> None:
+    ax.set_label("sesskit-heap")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_axis_off()
+    ssls = sorted(
+        (s for s in snap.ssls.values() if not s.freed), key=lambda s: (_sort_key(s.name)[0], s.side)
+    )
+    live = {k: v for k, v in snap.sessions.items() if not v.freed}
+    # Pointers the user can still act on first, then the dangling ones (latest first).
+    refs = sorted(snap.refs.values(), key=lambda r: (r.dangling, -r.id if r.dangling else r.id))
+    ghosts = {r.session for r in refs if r.session not in live}
+    labels = sorted(live, key=_sort_key) + sorted(ghosts, key=_sort_key)
+    holders: list[Any] = [*ssls, *refs]
+    cache_rows = sum(len(snap.caches[s].members) + 3 for s in ("client", "server")) * 0.6
+    lay = _HeapLayout.fit(ax, max(len(holders), len(labels), cache_rows))
+    _headings(ax, lay.fs)
+    ax.set_title(title if title is not None else f"heap at t = {snap.time} s", loc="left", fontsize=11)
+
+    boxes: dict[str, Text] = {}
+    shown = holders[: lay.max_rows]
+    for obj, y in zip(shown, lay.rows(len(shown)), strict=True):
+        if isinstance(obj, RefState):
+            boxes[f"ref:{obj.id}"] = _ref_box(ax, obj, y, lay.fs)
+        else:
+            flags = [f for f, on in (("cleared", obj.cleared), ("shutdown sent", obj.sent_shutdown)) if on]
+            text = f"{obj.name}\n{obj.side} SSL" + (f", {', '.join(flags)}" if flags else "")
+            boxes[f"ssl:{obj.name}"] = _box(
+                ax, _X_HOLD, y, text, lay.fs, "#f2f2f2", "#555555", f"ssl:{obj.name}"
+            )
+    _more(ax, _X_HOLD, len(holders) - len(shown))
+
+    shown_labels = labels[: lay.max_rows]
+    for label, y in zip(shown_labels, lay.rows(len(shown_labels)), strict=True):
+        st = live.get(label)
+        if st is not None:
+            color = session_color(label)
+            flags = [st.side, "resumable" if st.resumable else "not resumable"]
+            t = _box(
+                ax,
+                _X_SESS,
+                y,
+                f"{label}\n{' · '.join(flags)}",
+                lay.fs,
+                _tint(color),
+                color,
+                f"session:{label}",
+                linewidth=2.0,
+            )
+            _badge(ax, t, st.refcount, color, lay.fs, label)
+        else:
+            t = _box(
+                ax, _X_SESS, y, f"{label}\nfreed", lay.fs, "white", _GHOST, f"ghost:{label}", dashed=True
+            )
+            t.set_color(_GHOST)
+        boxes[f"session:{label}"] = t
+    _more(ax, _X_SESS, len(labels) - len(shown_labels))
+
+    _draw_caches(ax, snap, boxes, lay)
+    _draw_arrows(ax, snap, ssls, refs, boxes)
+
+
+_X_HOLD, _X_SESS, _X_CACHE = 0.14, 0.49, 0.83
+
+
+def _headings(ax: Axes, fs: float) -> None:
+    for x, text in ((_X_HOLD, "SSLs · your pointers"), (_X_SESS, "SSL_SESSIONs"), (_X_CACHE, "caches")):
+        ax.text(
+            x,
+            0.94,
+            text,
+            ha="center",
+            va="center",
+            fontsize=min(fs + 1, 10),
+            color="#444444",
+            fontweight="bold",
+        )
+
+
+def _box(
+    ax: Axes,
+    x: float,
+    y: float,
+    text: str,
+    fs: float,
+    face: Any,
+    edge: str,
+    gid: str,
+    dashed: bool = False,
+    linewidth: float = 1.2,
+    pad: float = 0.35,
+) -> Text:
+    t = ax.text(
+        x,
+        y,
+        text,
+        ha="center",
+        va="center",
+        fontsize=fs,
+        linespacing=1.2,
+        zorder=3,
+        bbox={
+            "boxstyle": f"round,pad={pad}",
+            "facecolor": face,
+            "edgecolor": edge,
+            "linestyle": "--" if dashed else "-",
+            "linewidth": linewidth,
+        },
+    )
+    t.set_gid(gid)
+    return t
+
+
+def _ref_box(ax: Axes, r: RefState, y: float, fs: float) -> Text:
+    kind = r.kind + (" (released)" if r.released else "")
+    edge = _DANGLING if r.dangling else "#1f4e99"
+    dashed = r.kind == "get0" or r.released
+    return _box(ax, _X_HOLD, y, f"#{r.id} {kind}\nvia {r.via}", fs, "white", edge, f"ref:#{r.id}", dashed)
+
+
+def _badge(ax: Axes, box: Text, refcount: int, color: str, fs: float, label: str) -> None:
+    badge = ax.annotate(
+        str(refcount),
+        xy=(1.0, 0.9),
+        xycoords=box,
+        ha="center",
+        va="center",
+        fontsize=fs,
+        fontweight="bold",
+        color="white",
+        zorder=5,
+        bbox={"boxstyle": "circle,pad=0.25", "facecolor": color, "edgecolor": "white"},
+    )
+    badge.set_gid(f"badge:{label}")
+
+
+def _more(ax: Axes, x: float, hidden: int) -> None:
+    if hidden > 0:
+        ax.text(x, 0.01, f"… and {hidden} more", ha="center", va="bottom", fontsize=8, color="#666666")
+
+
+def _draw_caches(ax: Axes, snap: Snapshot, boxes: dict[str, Text], lay: _HeapLayout) -> None:
+    scale = 0.6  # one-line rows
+    n_rows = int((lay.top - 0.02) / (lay.slot * scale))
+    rows = lay.rows(n_rows + 8, scale)
+    budget = max(2, n_rows - 7)  # two headers, a gap, "empty"/"more" lines
+    sizes = {side: len(snap.caches[side].members) for side in ("client", "server")}
+    keep = {side: sizes[side] for side in sizes}
+    if sum(sizes.values()) > budget:
+        small = min(sizes, key=lambda side: sizes[side])
+        keep[small] = min(sizes[small], budget // 2)
+        other = "server" if small == "client" else "client"
+        keep[other] = min(sizes[other], budget - keep[small])
+    k = 0
+    for side in ("client", "server"):
+        cache = snap.caches[side]
+        shown = cache.members[: keep[side]]
+        y_top = rows[k] + lay.slot * scale * 0.5
+        header = ax.text(
+            _X_CACHE,
+            rows[k],
+            f"{side} cache · size {cache.size}",
+            ha="center",
+            va="center",
+            fontsize=lay.fs,
+            fontweight="bold",
+            zorder=3,
+        )
+        header.set_gid(f"cache-header:{side}")
+        k += 1
+        last = len(cache.members) - 1
+        for j, label in enumerate(shown):
+            note = "  head" if j == 0 < last else "  tail: next out" if j == last > 0 else ""
+            t = _box(
+                ax,
+                _X_CACHE,
+                rows[k],
+                f"{label}{note}",
+                lay.fs * 0.95,
+                "white",
+                session_color(label),
+                f"cache-member:{side}:{label}",
+                pad=0.2,
+            )
+            boxes[f"cache:{side}:{label}"] = t
+            k += 1
+        if not cache.members:
+            ax.text(
+                _X_CACHE,
+                rows[k],
+                "empty",
+                ha="center",
+                va="center",
+                fontsize=lay.fs,
+                color="#888888",
+                style="italic",
+                zorder=3,
+            )
+            k += 1
+        if len(cache.members) > len(shown):
+            ax.text(
+                _X_CACHE,
+                rows[k],
+                f"… {len(cache.members) - len(shown)} more",
+                ha="center",
+                va="center",
+                fontsize=lay.fs,
+                color="#888888",
+                zorder=3,
+            )
+            k += 1
+        y_bottom = rows[k - 1] - lay.slot * scale * 0.5
+        frame = FancyBboxPatch(
+            (_X_CACHE - 0.15, y_bottom),
+            0.3,
+            y_top - y_bottom,
+            boxstyle="round,pad=0.005",
+            facecolor="#fbfbf4",
+            edgecolor="#9e9d24",
+            linewidth=1.2,
+            zorder=1,
+        )
+        frame.set_gid(f"cache:{side}")
+        ax.add_patch(frame)
+        k += 1  # a gap between the two caches
+
+
+def _arrow(ax: Axes, src: Text, dst: Text, gid: str, color: str, dashed: bool, rad: float = 0.0) -> None:
+    arrow = FancyArrowPatch(
+        _center(src),
+        _center(dst),
+        patchA=src.get_bbox_patch() or None,
+        patchB=dst.get_bbox_patch(),
+        arrowstyle="-|>",
+        mutation_scale=11,
+        color=color,
+        linewidth=1.4,
+        shrinkA=2,
+        shrinkB=3,
+        linestyle="--" if dashed else "-",
+        connectionstyle=f"arc3,rad={rad}",
+        zorder=4,
+    )
+    arrow.set_gid(gid)
+    ax.add_patch(arrow)
+
+
+def _center(t: Text) -> tuple[float, float]:
+    x, y = t.get_position()
+    return (float(x), float(y))
+
+
+def _draw_arrows(
+    ax: Axes, snap: Snapshot, ssls: list[Any], refs: list[RefState], boxes: dict[str, Text]
+) -> None:
+    for ssl in ssls:
+        src, dst = boxes.get(f"ssl:{ssl.name}"), boxes.get(f"session:{ssl.session}")
+        if ssl.session and src is not None and dst is not None:
+            _arrow(ax, src, dst, f"ref:ssl:{ssl.name}->{ssl.session}", "#444444", False)
+    for r in refs:
+        src, dst = boxes.get(f"ref:{r.id}"), boxes.get(f"session:{r.session}")
+        if src is None or dst is None:
+            continue
+        st = snap.sessions.get(r.session)
+        dangling = r.dangling or st is None or st.freed
+        solid = r.kind == "get1" and not r.released
+        _arrow(
+            ax,
+            src,
+            dst,
+            f"ref:{r.kind}:#{r.id}->{r.session}",
+            _DANGLING if dangling else "#1f4e99",
+            not solid,
+        )
+    for side in ("client", "server"):
+        for label in snap.caches[side].members:
+            src, dst = boxes.get(f"cache:{side}:{label}"), boxes.get(f"session:{label}")
+            if src is not None and dst is not None:
+                _arrow(ax, src, dst, f"ref:cache:{side}->{label}", "#9e9d24", False)
+
+
+# -- the whole story -----------------------------------------------------------
+def overview(trace: Trace, step: int | None = None, fig: Figure | None = None) -> Figure:
+    """The heap at ``step`` beside the whole timeline with ``step`` highlighted.
+
+    Parameters
+    ----------
+    trace : Trace
+    step : int, optional
+        Which step (default: the last).
+    fig : Figure, optional
+        A figure to clear and reuse.
+
+    Returns
+    -------
+    Figure
+    """
+    n = len(trace)
+    if step is None:
+        step = n - 1
+    if step < 0:
+        step += n
+    if fig is None:
+        fig = _new_figure((16, 6.2))
+    else:
+        fig.clear()
+    ax_heap, ax_ref, ax_cache = _overview_axes(fig)
+    s = trace[step] if n else None
+    title = f"step {step}: {s.op}({s.target})" if s is not None else None
+    _draw_heap(ax_heap, trace.snapshot(step) if n else Snapshot(), title)
+    _draw_timeline(ax_ref, ax_cache, timeline_data(trace), step if n else None)
+    return fig
+
+
+def _overview_axes(fig: Figure) -> tuple[Axes, Axes, Axes]:
+    left = fig.add_gridspec(1, 1, left=0.005, right=0.43, top=0.93, bottom=0.02)
+    right = fig.add_gridspec(
+        2, 1, height_ratios=[3, 1], left=0.48, right=0.9, top=0.92, bottom=0.3, hspace=0.08
+    )
+    ax_heap = fig.add_subplot(left[0])
+    ax_ref = fig.add_subplot(right[0])
+    ax_cache = fig.add_subplot(right[1], sharex=ax_ref)
+    return ax_heap, ax_ref, ax_cache
+
+
+def animate(trace: Trace, interval: int = 900, steps: Sequence[int] | None = None) -> FuncAnimation:
+    """The story as an animation: heap and timeline, one frame per step.
+
+    Parameters
+    ----------
+    trace : Trace
+    interval : int
+        Milliseconds per frame.
+    steps : sequence of int, optional
+        Which steps to show (default: all).
+
+    Returns
+    -------
+    matplotlib.animation.FuncAnimation
+        Call ``.to_jshtml()`` for a kernel-free HTML player.
+    """
+    from matplotlib.animation import FuncAnimation
+
+    frames = list(steps) if steps is not None else list(range(len(trace)))
+    fig = _new_figure((16, 6.2))
+    ax_heap, ax_ref, ax_cache = _overview_axes(fig)
+    data = timeline_data(trace)
+    _draw_timeline(ax_ref, ax_cache, data, None)
+    spans = [
+        a.axvspan(-0.5, 0.5, color="#ffd54f", alpha=0.35, zorder=0, linewidth=0) for a in (ax_ref, ax_cache)
+    ]
+
+    def draw(i: int) -> list[Any]:
+        ax_heap.clear()
+        st = trace[i]
+        _draw_heap(ax_heap, trace.snapshot(i), f"step {i}: {st.op}({st.target})")
+        for span in spans:
+            span.set_x(i - 0.5)
+        ax_ref.set_title(f"step {i}: {st.op}", loc="right", fontsize=10, color="#6d4c00")
+        return []
+
+    return FuncAnimation(fig, draw, frames=frames, interval=interval, blit=False, repeat=False)
+
+
+def save(trace_or_snapshot: Trace | Snapshot, path: str | Path, step: int | None = None) -> Path:
+    """Write a figure to ``path`` as PNG or SVG (chosen by the suffix).
+
+    A Trace is drawn as :func:`overview` (heap at ``step`` + timeline); a
+    Snapshot as :func:`heap`.
+
+    Parameters
+    ----------
+    trace_or_snapshot : Trace or Snapshot
+    path : str or Path
+        Ends in ``.png`` or ``.svg``.
+    step : int, optional
+        For a Trace: the step to show (default: the last).
+
+    Returns
+    -------
+    Path
+        The path written.
+    """
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"save() writes .png or .svg, not {path.suffix or 'a file without suffix'!r}")
+    if isinstance(trace_or_snapshot, Trace):
+        fig = overview(trace_or_snapshot, step)
+    elif isinstance(trace_or_snapshot, Snapshot):
+        fig = heap(trace_or_snapshot)
+    else:
+        raise TypeError(f"save() takes a Trace or a Snapshot, not {type(trace_or_snapshot).__name__}")
+    fig.savefig(path, format=fmt, dpi=110)
+    return path

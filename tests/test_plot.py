@@ -1,0 +1,410 @@
+"""What the figures draw equals what the trace says (Agg, no display)."""
+
+from __future__ import annotations
+
+import io
+import random
+from typing import Any
+
+import pytest
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.colors import to_hex
+from matplotlib.patches import FancyArrowPatch
+
+from sesskit import plot
+from sesskit.trace import CacheState, Delta, RefState, SessionState, SSLState, Trace
+
+
+# -- traces --------------------------------------------------------------------
+def small_trace() -> Trace:
+    """Connect, get0 on the client, get1 on the server, SSL_free the client."""
+    t = Trace({"engine": "hand"})
+    t.append(
+        "SSL_CTX_new",
+        "client+server",
+        "empty caches",
+        Delta(caches={s: CacheState(s) for s in ("client", "server")}),
+    )
+    s1 = SessionState("S1", "client", 1, None, True)
+    s2 = SessionState("S2", "server", 2, "server", True)
+    t.append(
+        "SSL_connect",
+        "c1↔s1",
+        "a full handshake",
+        Delta(
+            sessions={"S1": s1, "S2": s2},
+            ssls={"c1": SSLState("c1", "client", "S1"), "s1": SSLState("s1", "server", "S2")},
+            caches={"server": CacheState("server", 1, ("S2",))},
+        ),
+    )
+    t.append("SSL_get0_session", "c1", "borrowed", Delta(refs={1: RefState(1, "get0", "S1", "c1")}))
+    t.append(
+        "SSL_get1_session",
+        "s1",
+        "+1",
+        Delta(
+            sessions={"S2": SessionState("S2", "server", 3, "server", True)},
+            refs={2: RefState(2, "get1", "S2", "s1")},
+        ),
+    )
+    t.append(
+        "SSL_free",
+        "c1",
+        "the SSL held the last reference",
+        Delta(
+            sessions={"S1": SessionState("S1", "client", 0, None, False, True)},
+            ssls={"c1": SSLState("c1", "client", "S1", freed=True)},
+            refs={1: RefState(1, "get0", "S1", "c1", dangling=True)},
+        ),
+    )
+    return t
+
+
+def synthetic_trace(n_steps: int, seed: int = 1) -> Trace:
+    """A random but consistent story from a toy refcount ledger (SSL, cache and get1 holders)."""
+    rng = random.Random(seed)
+    t = Trace({"engine": "synthetic"})
+    t.append(
+        "SSL_CTX_new", "client+server", "", Delta(caches={s: CacheState(s) for s in ("client", "server")})
+    )
+    sess: dict[str, SessionState] = {}
+    ssls: dict[str, SSLState] = {}
+    refs: dict[int, RefState] = {}
+    cache: list[str] = []
+    counter = {"label": 0, "link": 0, "ref": 0}
+
+    def drop(label: str, d: dict[str, Any]) -> None:
+        st = sess[label]
+        if st.refcount == 1:
+            st = SessionState(label, st.side, 0, None, False, True)
+            for r in list(refs.values()):
+                if r.session == label and not r.dangling:
+                    refs[r.id] = d["refs"][r.id] = RefState(r.id, r.kind, r.session, r.via, r.released, True)
+        else:
+            st = SessionState(label, st.side, st.refcount - 1, st.cache, st.resumable)
+        sess[label] = d["sessions"][label] = st
+
+    while len(t) < n_steps:
+        d: dict[str, Any] = {"sessions": {}, "ssls": {}, "caches": {}, "refs": {}}
+        live = [s for s in ssls.values() if not s.freed and s.session]
+        held = [r for r in refs.values() if r.kind == "get1" and not r.released]
+        roll = rng.random()
+        if not live or roll < 0.2:
+            counter["link"] += 1
+            k = counter["link"]
+            a, b = f"S{counter['label'] + 1}", f"S{counter['label'] + 2}"
+            counter["label"] += 2
+            sess[a] = d["sessions"][a] = SessionState(a, "client", 1, None, True)
+            sess[b] = d["sessions"][b] = SessionState(b, "server", 2, "server", True)
+            ssls[f"c{k}"] = d["ssls"][f"c{k}"] = SSLState(f"c{k}", "client", a)
+            ssls[f"s{k}"] = d["ssls"][f"s{k}"] = SSLState(f"s{k}", "server", b)
+            cache.insert(0, b)
+            d["caches"]["server"] = CacheState("server", len(cache), tuple(cache))
+            op, target = "SSL_connect", f"c{k}↔s{k}"
+        elif roll < 0.45:
+            s = rng.choice(live)
+            counter["ref"] += 1
+            kind = rng.choice(["get0", "get1"])
+            refs[counter["ref"]] = d["refs"][counter["ref"]] = RefState(
+                counter["ref"], kind, s.session, s.name
+            )
+            if kind == "get1":
+                st = sess[s.session]
+                sess[st.label] = d["sessions"][st.label] = SessionState(
+                    st.label, st.side, st.refcount + 1, st.cache, st.resumable
+                )
+            op, target = f"SSL_{kind}_session", s.name
+        elif roll < 0.65 and held:
+            r = rng.choice(held)
+            refs[r.id] = d["refs"][r.id] = RefState(r.id, r.kind, r.session, r.via, True, r.dangling)
+            drop(r.session, d)
+            op, target = "SSL_SESSION_free", f"{r.session} (ref #{r.id})"
+        elif roll < 0.85:
+            s = rng.choice(live)
+            ssls[s.name] = d["ssls"][s.name] = SSLState(s.name, s.side, s.session, True)
+            drop(str(s.session), d)
+            op, target = "SSL_free", s.name
+        elif cache:
+            label = cache.pop()
+            st = sess[label]
+            sess[label] = SessionState(label, st.side, st.refcount, None, st.resumable)
+            d["caches"]["server"] = CacheState("server", len(cache), tuple(cache))
+            drop(label, d)
+            op, target = "SSL_CTX_flush_sessions", "server at t=0"
+        else:
+            op, target = "advance", "+10s"
+        t.append(op, target, "", Delta(d["sessions"], d["ssls"], d["caches"], d["refs"]))
+    return t
+
+
+def make_lab() -> Any:
+    """A lab on the model engine, else on the system libssl (without the model's explanations)."""
+    import sesskit
+
+    try:
+        return sesskit.Lab(engine="model")
+    except ImportError:
+        try:
+            return sesskit.Lab(engine="libssl", explain=False)
+        except (ImportError, OSError, sesskit.SesskitError) as exc:
+            pytest.skip(f"no engine available: {exc}")
+
+
+# -- helpers -------------------------------------------------------------------
+def by_gid(fig: Any, gid: str) -> list[Any]:
+    return [a for a in fig.findobj() if a.get_gid() == gid]
+
+
+def one(fig: Any, gid: str) -> Any:
+    found = by_gid(fig, gid)
+    assert len(found) == 1, f"{gid}: {len(found)} artists"
+    return found[0]
+
+
+def y_at(verts: Any, x: float) -> float:
+    """The step line's value at x (jumps sit at half steps, so integers are unambiguous)."""
+    ys = [vy for vx, vy in verts if vx <= x]
+    return float(ys[-1])
+
+
+def arrows(fig: Any) -> dict[str, FancyArrowPatch]:
+    found = [a for a in fig.findobj(FancyArrowPatch) if (a.get_gid() or "").startswith("ref:")]
+    gids = [a.get_gid() for a in found]
+    assert len(gids) == len(set(gids)), gids
+    return dict(zip(gids, found, strict=True))
+
+
+def render(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def story() -> Trace:
+    return synthetic_trace(80, seed=7)
+
+
+# -- timeline ------------------------------------------------------------------
+def test_refcount_lines_equal_the_trace(story: Trace) -> None:
+    fig = plot.timeline(story)
+    lines = one(fig, "timeline:refcount")
+    assert isinstance(lines, LineCollection)
+    labels, offsets = lines.sesskit_labels, lines.sesskit_offsets
+    snaps = list(story.snapshots())
+    assert set(labels) == set(snaps[-1].sessions)
+    for label, off, verts in zip(labels, offsets, lines.get_segments(), strict=True):
+        first = next(i for i, s in enumerate(snaps) if label in s.sessions)
+        last = next(
+            (i for i, s in enumerate(snaps) if label in s.sessions and s.sessions[label].freed),
+            len(snaps) - 1,
+        )
+        assert verts[0][0] == first - 0.5
+        for i in range(first, last + 1):
+            assert y_at(verts, i) - off == pytest.approx(snaps[i].sessions[label].refcount), (label, i)
+
+
+def test_colours_are_stable_per_label(story: Trace) -> None:
+    lines = one(plot.timeline(story), "timeline:refcount")
+    for label, color in zip(lines.sesskit_labels, lines.get_colors(), strict=True):
+        assert to_hex(color) == plot.session_color(label)
+    other = one(plot.timeline(synthetic_trace(20, seed=99)), "timeline:refcount")
+    for label, color in zip(other.sesskit_labels, other.get_colors(), strict=True):
+        assert to_hex(color) == plot.session_color(label)
+    assert len({plot.session_color(f"S{i}") for i in range(1, 200)}) > 150
+
+
+def test_cache_bands_cover_the_steps_a_session_is_cached(story: Trace) -> None:
+    fig = plot.timeline(story)
+    bands = one(fig, "timeline:cache-band")
+    colors = [to_hex(c) for c in bands.get_colors()]
+    drawn: dict[str, set[int]] = {}
+    for verts, color in zip(bands.get_segments(), colors, strict=True):
+        label = next(
+            lb for lb in one(fig, "timeline:refcount").sesskit_labels if plot.session_color(lb) == color
+        )
+        x0, x1 = verts[0][0], verts[-1][0]
+        drawn.setdefault(label, set()).update(i for i in range(len(story)) if x0 < i < x1)
+    expected: dict[str, set[int]] = {}
+    for i, snap in enumerate(story.snapshots()):
+        for label, st in snap.sessions.items():
+            if st.cache is not None:
+                expected.setdefault(label, set()).add(i)
+    assert drawn == expected
+
+
+def test_freed_and_dangling_marks(story: Trace) -> None:
+    fig = plot.timeline(story)
+    freed = one(fig, "timeline:freed")
+    assert isinstance(freed, PathCollection)
+    freed_at: dict[str, int] = {}
+    dangling_at: list[int] = []
+    prev = None
+    for i, snap in enumerate(story.snapshots()):
+        for label, st in snap.sessions.items():
+            if st.freed:
+                freed_at.setdefault(label, i)
+        if prev is not None:
+            dangling_at += [
+                i
+                for rid, r in snap.refs.items()
+                if r.dangling and not (rid in prev.refs and prev.refs[rid].dangling)
+            ]
+        prev = snap
+    assert sorted(x for x, _ in freed.get_offsets()) == sorted(freed_at.values())
+    assert freed_at, "the story should free something"
+    dangling = one(fig, "timeline:dangling")
+    assert sorted(x for x, _ in dangling.get_offsets()) == sorted(dangling_at)
+    assert dangling_at
+
+
+def test_x_ticks_are_the_c_calls() -> None:
+    t = small_trace()
+    fig = plot.timeline(t, step=3)
+    ax_ref, ax_cache = fig.axes[:2]
+    render(fig)
+    assert [lb.get_text() for lb in ax_cache.get_xticklabels()] == [s.op for s in t]
+    assert list(ax_cache.get_xticks()) == list(range(len(t)))
+    current = by_gid(fig, "timeline:current")
+    assert len(current) == 2
+    for span in current:
+        assert (span.get_x(), span.get_x() + span.get_width()) == (2.5, 3.5)
+    assert ax_cache.get_xticklabels()[3].get_fontweight() == "bold"
+    assert "SSL_get1_session" in ax_ref.get_title(loc="right")
+
+
+def test_cache_size_panel() -> None:
+    t = small_trace()
+    fig = plot.timeline(t)
+    server = one(fig, "timeline:cache-size:server")
+    assert [y_at(server.get_xydata(), i) for i in range(len(t))] == [0, 1, 1, 1, 1]
+    client = one(fig, "timeline:cache-size:client")
+    assert {y for _, y in client.get_xydata()} == {0}
+
+
+@pytest.mark.parametrize("n", [5, 500])
+def test_renders_readably_at_5_and_500_steps(n: int) -> None:
+    t = synthetic_trace(n, seed=n)
+    fig = plot.timeline(t, step=n // 2)
+    assert render(fig).startswith(b"\x89PNG")
+    ax_ref, ax_cache = fig.axes[:2]
+    labels = [lb.get_text() for lb in ax_cache.get_xticklabels()]
+    assert 1 <= len(labels) <= 60
+    ops = [s.op for s in t]
+    for tick, text in zip(ax_cache.get_xticks(), labels, strict=True):
+        assert text == ops[int(tick)]
+    legend_texts = [x.get_text() for x in ax_ref.get_legend().get_texts()]
+    sessions = one(fig, "timeline:refcount").sesskit_labels
+    if len(sessions) <= 12:
+        assert set(sessions) <= set(legend_texts)
+    else:
+        assert not set(sessions) & set(legend_texts)
+
+
+def test_timeline_into_given_axes() -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.add_subplot(1, 1, 1)
+    out = plot.timeline(small_trace(), ax=ax)
+    assert out is fig
+    assert {a.get_label() for a in fig.axes} == {"sesskit-timeline-refcount", "sesskit-timeline-cache"}
+    render(fig)
+
+
+# -- heap ----------------------------------------------------------------------
+def test_one_arrow_per_reference() -> None:
+    t = small_trace()
+    fig = plot.heap(t.snapshot(3))
+    render(fig)
+    assert set(arrows(fig)) == {
+        "ref:ssl:c1->S1",
+        "ref:ssl:s1->S2",
+        "ref:cache:server->S2",
+        "ref:get0:#1->S1",
+        "ref:get1:#2->S2",
+    }
+    assert one(fig, "badge:S2").get_text() == "3"
+    assert one(fig, "badge:S1").get_text() == "1"
+
+
+def test_dangling_arrows_are_red_to_a_ghost_and_get0_is_dashed() -> None:
+    t = small_trace()
+    fig = plot.heap(t.snapshot(4))
+    render(fig)
+    found = arrows(fig)
+    assert set(found) == {"ref:ssl:s1->S2", "ref:cache:server->S2", "ref:get0:#1->S1", "ref:get1:#2->S2"}
+    dangling = found["ref:get0:#1->S1"]
+    assert to_hex(dangling.get_edgecolor()) == plot._DANGLING
+    assert dangling.get_linestyle() in ("--", "dashed")
+    assert found["ref:get1:#2->S2"].get_linestyle() in ("-", "solid")
+    assert to_hex(found["ref:get1:#2->S2"].get_edgecolor()) != plot._DANGLING
+    one(fig, "ghost:S1")
+    assert not by_gid(fig, "session:S1") and not by_gid(fig, "ssl:c1")
+
+
+def test_heap_counts_every_reference_on_a_long_story() -> None:
+    t = synthetic_trace(40, seed=3)
+    for i in (5, 20, 39):
+        snap = t.snapshot(i)
+        fig = plot.heap(snap)
+        live_ssl = [s for s in snap.ssls.values() if not s.freed and s.session]
+        cached = sum(len(c.members) for c in snap.caches.values())
+        assert len(arrows(fig)) == len(live_ssl) + cached + len(snap.refs)
+        for gid, arrow in arrows(fig).items():
+            target = gid.split("->")[1]
+            is_red = to_hex(arrow.get_edgecolor()) == plot._DANGLING
+            assert is_red == snap.sessions[target].freed, gid
+
+
+def test_cache_members_are_listed_in_order() -> None:
+    t = synthetic_trace(30, seed=5)
+    snap = t.snapshot(-1)
+    members = snap.caches["server"].members
+    assert len(members) >= 2
+    fig = plot.heap(snap)
+    ys = [one(fig, f"cache-member:server:{m}").get_position()[1] for m in members]
+    assert ys == sorted(ys, reverse=True)
+    assert one(fig, "cache-header:server").get_text() == f"server cache · size {len(members)}"
+
+
+# -- the whole story -----------------------------------------------------------
+def test_save_png_and_svg(tmp_path: Any) -> None:
+    t = small_trace()
+    png = plot.save(t, tmp_path / "story.png", step=2)
+    assert png.read_bytes().startswith(b"\x89PNG")
+    svg = plot.save(t.snapshot(4), tmp_path / "heap.svg")
+    assert b"<svg" in svg.read_bytes()[:500]
+    with pytest.raises(ValueError, match=r"png or \.svg"):
+        plot.save(t, tmp_path / "story.jpg")
+
+
+def test_animate_to_jshtml() -> None:
+    from matplotlib.animation import FuncAnimation
+
+    anim = plot.animate(small_trace(), interval=200)
+    assert isinstance(anim, FuncAnimation)
+    html = anim.to_jshtml()
+    assert html.count("data:image/png;base64") == len(small_trace())
+
+
+def test_no_pyplot_figures_are_left_behind() -> None:
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    plot.timeline(small_trace())
+    plot.heap(small_trace().snapshot())
+    plot.overview(small_trace())
+    assert plt.get_fignums() == before
+
+
+def test_lab_show_returns_a_figure() -> None:
+    from matplotlib.figure import Figure
+
+    lab = make_lab()
+    with lab:
+        link = lab.connect()
+        link.client.get1_session()
+        fig = lab.show()
+        assert isinstance(fig, Figure)
+        render(fig)
