@@ -43,6 +43,7 @@ from .base import LabConfig, OpResult
 
 __all__ = ["LibsslEngine", "live_objects"]
 
+_STATS_CTRL = [(k, v) for k, v in F.CTRL.items() if k != "number"]
 _RECORD_HEADER = 5
 _BUF_SIZE = 1 << 17
 _live_lock = threading.Lock()
@@ -92,14 +93,18 @@ def _make_cert() -> tuple[bytes, bytes]:
 
 
 class _Sess:
-    __slots__ = ("addr", "label", "last", "ptr", "refword", "side")
+    """A session sesskit has seen and pins; ``*word`` point at calibrated offsets."""
 
-    def __init__(self, ptr: Any, side: str, refword: Any) -> None:
+    __slots__ = ("addr", "label", "last", "ownerword", "prevword", "ptr", "refword", "side")
+
+    def __init__(self, ptr: Any, side: str, refword: Any, ownerword: Any, prevword: Any) -> None:
         self.ptr = ptr
-        self.addr = 0
+        self.addr = ptr  # cffi pointers hash and compare by address: a stable dict key
         self.side = side
         self.label = ""
-        self.refword = refword  # int* at the calibrated refcount offset
+        self.refword = refword
+        self.ownerword = ownerword
+        self.prevword = prevword
         self.last: SessionState | None = None
 
 
@@ -146,7 +151,7 @@ class LibsslEngine:
         self._mem = self._lib.BIO_s_mem()
         self._epoch = int(L.libc.time(self._ffi.NULL))  # OpenSSL's frozen "now"
         self._now = 0  # virtual seconds
-        self._by_addr: dict[int, _Sess] = {}
+        self._by_addr: dict[Any, _Sess] = {}
         self._by_label: dict[str, _Sess] = {}
         self._label_no = 0
         self._user_refs: dict[str, int] = {}
@@ -161,11 +166,16 @@ class LibsslEngine:
         self._cb_error: BaseException | None = None
         self._current: list[_SSL] = []
         self._ctx: dict[str, Any] = {}
+        self._ctx_addr: dict[str, int] = {}
+        self._t_int_p = self._ffi.typeof("int *")
+        self._t_uintptr_p = self._ffi.typeof("uintptr_t *")
+        self._t_void_p = self._ffi.typeof("void *")
         cert, key = _make_cert()
         self._callbacks = self._make_callbacks()
         try:
-            self._ctx["client"] = self._make_ctx("client", cert, key)
-            self._ctx["server"] = self._make_ctx("server", cert, key)
+            for side in ("client", "server"):
+                self._ctx[side] = self._make_ctx(side, cert, key)
+                self._ctx_addr[side] = self._addr(self._ctx[side])
         except BaseException:
             self.close()
             raise
@@ -253,35 +263,34 @@ class LibsslEngine:
         )
 
     def _is_server_ssl(self, ssl: Any) -> bool:
-        a = self._addr(ssl)
-        return any(x.side == "server" and x.ptr is not None and self._addr(x.ptr) == a for x in self._current)
+        return any(x.side == "server" and x.ptr == ssl for x in self._current)
 
     # -- low-level helpers -------------------------------------------------------
     def _addr(self, p: Any) -> int:
         return int(self._ffi.cast("uintptr_t", p))
 
-    def _word(self, p: Any, off: int) -> int:
-        return int(self._ffi.cast("uintptr_t *", self._ffi.cast("char *", p) + off)[0])
-
     def _see(self, ptr: Any, side: str) -> _Sess | None:
         """Note a session pointer that is live right now (pin it if new)."""
         if ptr == self._ffi.NULL:
             return None
-        a = self._addr(ptr)
-        s = self._by_addr.get(a)
+        s = self._by_addr.get(ptr)
         if s is None:
             self._lib.SSL_SESSION_up_ref(ptr)  # the observer reference
             _count("observer refs", 1)
+            ffi, off, base = self._ffi, self._off, self._ffi.cast("char *", ptr)
             s = _Sess(
-                ptr, side, self._ffi.cast("int *", self._ffi.cast("char *", ptr) + self._off.references)
+                ptr,
+                side,
+                ffi.cast(self._t_int_p, base + off.references),
+                ffi.cast(self._t_uintptr_p, base + off.owner),
+                ffi.cast(self._t_uintptr_p, base + off.prev),
             )
-            s.addr = a
-            self._by_addr[a] = s
+            self._by_addr[ptr] = s
             self._seen[side].append(s)
-        t = self._lib.SSL_SESSION_get_time(ptr)
-        if t > self._epoch:  # stamped "now" by OpenSSL: now is E on the virtual scale
+        if self._lib.SSL_SESSION_get_time(ptr) > self._epoch:
+            # stamped "now" by OpenSSL: "now" is E on the virtual scale
             self._lib.SSL_SESSION_set_time(ptr, self._epoch)
-        self._touched[a] = s
+        self._touched[ptr] = s
         return s
 
     def _see_ssl(self, ssl: _SSL) -> None:
@@ -302,9 +311,14 @@ class LibsslEngine:
             if n <= 0:
                 return
 
-    def _feed(self, ssl: _SSL) -> bool:
-        rec = ssl.next_record()
-        if rec is None:
+    def _feed(self, ssl: _SSL, whole: bool = False) -> bool:
+        """Give ``ssl`` its next pending record (or everything pending)."""
+        if whole:
+            rec = bytes(ssl.inbox)
+            ssl.inbox.clear()
+        else:
+            rec = ssl.next_record() or b""
+        if not rec:
             return False
         self._lib.BIO_write(ssl.rbio, rec, len(rec))
         return True
@@ -329,7 +343,12 @@ class LibsslEngine:
         for x in self._current:
             self._see_ssl(x)
 
-    def _finish(self, full_walk: bool = False) -> Delta:
+    def _finish(self, full_walk: bool = False, stats: bool = False) -> Delta:
+        """Label what was seen, re-read what was touched, and say what changed.
+
+        ``stats``: re-read the cache statistics too (only handshakes and record
+        processing move them); ``SSL_CTX_sess_number`` is read after every operation.
+        """
         lib = self._lib
         for x in self._current:
             if not x.freed:
@@ -341,7 +360,7 @@ class LibsslEngine:
                 self._by_label[s.label] = s
         caches: dict[str, CacheState] = {}
         for side in ("client", "server"):
-            c = self._observe_cache(side, full_walk)
+            c = self._observe_cache(side, full_walk, stats)
             if c is not None:
                 caches[side] = c
         sessions: dict[str, SessionState] = {}
@@ -366,34 +385,38 @@ class LibsslEngine:
         refs = int(s.refword[0]) - 1  # minus the observer reference
         if refs <= 0:
             return SessionState(s.label, s.side, 0, None, False, True)
-        owner = self._word(s.ptr, self._off.owner)
+        owner = int(s.ownerword[0])
         cache = None
-        for side, ctx in self._ctx.items():
-            if owner == self._addr(ctx):
-                cache = side
+        if owner:
+            for side, ctx_addr in self._ctx_addr.items():
+                if owner == ctx_addr:
+                    cache = side
         return SessionState(s.label, s.side, refs, cache, bool(self._lib.SSL_SESSION_is_resumable(s.ptr)))
 
     def _ssl_state(self, x: _SSL) -> SSLState:
         if x.freed:
             return SSLState(x.name, x.side, None, True, False, x.cleared)
         p = self._lib.SSL_get_session(x.ptr)
-        label = None if p == self._ffi.NULL else self._by_addr[self._addr(p)].label
+        label = None if p == self._ffi.NULL else self._by_addr[p].label
         sent = bool(self._lib.SSL_get_shutdown(x.ptr) & F.SSL_SENT_SHUTDOWN)
         return SSLState(x.name, x.side, label, False, sent, x.cleared)
 
     def _stats_of(self, side: str) -> dict[str, int]:
-        ctx, ffi, ctrl = self._ctx[side], self._ffi, self._lib.SSL_CTX_ctrl
-        return {k: int(ctrl(ctx, v, 0, ffi.NULL)) for k, v in F.CTRL.items()}
+        ctx, null, ctrl = self._ctx[side], self._ffi.NULL, self._lib.SSL_CTX_ctrl
+        return {k: int(ctrl(ctx, v, 0, null)) for k, v in _STATS_CTRL}
 
-    def _observe_cache(self, side: str, full_walk: bool) -> CacheState | None:
+    def _observe_cache(self, side: str, full_walk: bool, read_stats: bool) -> CacheState | None:
         """Bring the cache's member list up to date; return its state if it changed."""
         ctx = self._ctx.get(side)
         if ctx is None:
             return None
-        stats = self._stats_of(side)
-        number = stats.pop("number")
+        if read_stats or side not in self._cache_last:
+            stats = self._stats_of(side)
+        else:
+            stats = dict(self._stats[side])
+        number = int(self._lib.SSL_CTX_ctrl(ctx, F.CTRL["number"], 0, self._ffi.NULL))
         order = self._order[side]
-        ctx_addr = self._addr(ctx)
+        ctx_addr = self._ctx_addr[side]
         new_order = self._walk(side, ctx_addr) if full_walk else self._update_order(side, ctx_addr, number)
         if len(new_order) != number:
             raise SesskitError(
@@ -410,7 +433,7 @@ class LibsslEngine:
         return state
 
     def _owned(self, s: _Sess, ctx_addr: int) -> bool:
-        return s.ptr is not None and int(s.refword[0]) > 1 and self._word(s.ptr, self._off.owner) == ctx_addr
+        return s.ptr is not None and int(s.refword[0]) > 1 and int(s.ownerword[0]) == ctx_addr
 
     def _update_order(self, side: str, ctx_addr: int, number: int) -> list[str]:
         order = list(self._order[side])
@@ -438,7 +461,7 @@ class LibsslEngine:
         while pending:
             progress = False
             for a, s in list(pending.items()):
-                prev = self._word(s.ptr, self._off.prev)
+                prev = self._ffi.cast(self._t_void_p, s.prevword[0])
                 if prev in pending:
                     continue
                 p = self._by_addr.get(prev)
@@ -485,14 +508,17 @@ class LibsslEngine:
                 if c_done and s_done:
                     break
                 moved = False
-                while not s_done and self._feed(s):
+                # A handshake flight is fed whole: no session is made and dropped inside
+                # one flight, so the same sessions are seen as record by record (and the
+                # handshake costs what it costs without sesskit).
+                if not s_done and self._feed(s, whole=True):
                     s_done, moved = self._hs(s), True
-                while not c_done and self._feed(c):
+                if not c_done and self._feed(c, whole=True):
                     c_done, moved = self._hs(c), True
                 if not moved:
                     raise SesskitError(f"handshake {c.name}↔{s.name} stalled: {F.errors(self._L)}")
             reused = bool(lib.SSL_session_reused(c.ptr))
-            delta = self._finish()
+            delta = self._finish(stats=True)
             return OpResult(delta, (c.name, s.name, reused))
 
     def _new_ssl(self, name: str, side: str) -> _SSL:
@@ -526,7 +552,7 @@ class LibsslEngine:
             x = self._op(ssl)
             p = self._lib.SSL_get_session(x.ptr)
             delta = self._finish()
-            return OpResult(delta, None if p == self._ffi.NULL else self._by_addr[self._addr(p)].label)
+            return OpResult(delta, None if p == self._ffi.NULL else self._by_addr[p].label)
 
     def get1(self, ssl: str) -> OpResult:
         with self._lock:
@@ -552,7 +578,7 @@ class LibsslEngine:
                 if r <= 0 and err not in (F.SSL_ERROR_WANT_READ, F.SSL_ERROR_ZERO_RETURN):
                     self._lib.ERR_clear_error()
                     break
-            return OpResult(self._finish())
+            return OpResult(self._finish(stats=True))
 
     def shutdown(self, ssl: str) -> OpResult:
         with self._lock:
@@ -566,7 +592,7 @@ class LibsslEngine:
                     if r == 1:
                         break
             lib.ERR_clear_error()
-            return OpResult(self._finish())
+            return OpResult(self._finish(stats=True))
 
     def clear(self, ssl: str) -> OpResult:
         with self._lock:

@@ -1,0 +1,215 @@
+"""Core speed: Lab.connect against a bare cffi handshake loop, and observation cost vs. live sessions.
+
+Both sides of each comparison run in this process, on the same libssl, in the same run.
+
+    .venv/bin/python benchmarks/bench_core.py [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sesskit
+from sesskit.engines import _libssl_ffi as F
+from sesskit.engines.libssl import _make_cert
+
+
+class BareLoop:
+    """The same handshake as Lab.connect, in plain cffi: no observation, no records split."""
+
+    def __init__(self, tls: str, tickets: bool = True) -> None:
+        self.L = L = F.load()
+        self.lib, self.ffi = L.lib, L.ffi
+        cert, key = _make_cert()
+        lib, ffi = self.lib, self.ffi
+        self.cctx = lib.SSL_CTX_new(lib.TLS_client_method())
+        self.sctx = lib.SSL_CTX_new(lib.TLS_server_method())
+        v = F.TLS_VERSION[tls]
+        for ctx in (self.cctx, self.sctx):
+            lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_MIN_PROTO_VERSION, v, ffi.NULL)
+            lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_MAX_PROTO_VERSION, v, ffi.NULL)
+        lib.SSL_CTX_use_certificate_ASN1(self.sctx, len(cert), cert)
+        lib.SSL_CTX_use_PrivateKey_ASN1(F.EVP_PKEY_EC, self.sctx, key, len(key))
+        lib.SSL_CTX_set_session_id_context(self.sctx, b"sesskit", 7)
+        if not tickets:
+            lib.SSL_CTX_set_options(self.sctx, F.SSL_OP_NO_TICKET)
+        self.mem = lib.BIO_s_mem()
+        self.buf = ffi.new("char[]", 1 << 17)
+
+    def _pump(self, src: Any, dst: Any) -> None:
+        n = self.lib.BIO_ctrl_pending(src)
+        if n:
+            n = self.lib.BIO_read(src, self.buf, n)
+            self.lib.BIO_write(dst, self.buf, n)
+
+    def handshake(self, session: Any = None) -> tuple[Any, Any]:
+        lib = self.lib
+        c, s = lib.SSL_new(self.cctx), lib.SSL_new(self.sctx)
+        cb = (lib.BIO_new(self.mem), lib.BIO_new(self.mem))
+        sb = (lib.BIO_new(self.mem), lib.BIO_new(self.mem))
+        lib.SSL_set_bio(c, cb[0], cb[1])
+        lib.SSL_set_bio(s, sb[0], sb[1])
+        lib.SSL_set_connect_state(c)
+        lib.SSL_set_accept_state(s)
+        if session is not None:
+            lib.SSL_set_session(c, session)
+        cd = sd = False
+        while not (cd and sd):
+            cd = cd or lib.SSL_do_handshake(c) == 1
+            self._pump(cb[1], sb[0])
+            sd = sd or lib.SSL_do_handshake(s) == 1
+            self._pump(sb[1], cb[0])
+        return c, s
+
+    def close(self) -> None:
+        self.lib.SSL_CTX_free(self.cctx)
+        self.lib.SSL_CTX_free(self.sctx)
+
+
+def per_call(fn: Callable[[], Any], n: int, repeats: int = 5) -> float:
+    """Median over ``repeats`` of the mean seconds per call of ``fn`` over ``n`` calls."""
+    fn()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        out.append((time.perf_counter() - t) / n)
+    return statistics.median(out)
+
+
+def bench_connect(n: int) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    # TLS 1.3 full handshake (+ both SSL_free, as a story would)
+    bare = BareLoop("1.3")
+
+    def bare_full() -> None:
+        c, s = bare.handshake()
+        bare.lib.SSL_free(c)
+        bare.lib.SSL_free(s)
+
+    lab = sesskit.Lab(engine="libssl", tls="1.3", explain=False)
+
+    def lab_full() -> None:
+        link = lab.connect()
+        link.client.free()
+        link.server.free()
+
+    b, m = _interleave(bare_full, lab_full, n)
+    res["tls13_full"] = {"bare_us": b * 1e6, "lab_us": m * 1e6, "ratio": m / b}
+    lab.close()
+    bare.close()
+    # TLS 1.2 resumption (session id cache)
+    bare = BareLoop("1.2", tickets=False)
+    c, s = bare.handshake()
+    saved = bare.lib.SSL_get1_session(c)
+    for x in (c, s):
+        bare.lib.SSL_shutdown(x)
+        bare.lib.SSL_free(x)
+
+    def bare_resume() -> None:
+        c, s = bare.handshake(saved)
+        assert bare.lib.SSL_session_reused(c) == 1
+        for x in (c, s):
+            bare.lib.SSL_shutdown(x)
+            bare.lib.SSL_free(x)
+
+    lab = sesskit.Lab(engine="libssl", tls="1.2", tickets=False, explain=False)
+    first = lab.connect()
+    ref = first.client.get1_session()
+    for ep in (first.client, first.server):
+        ep.shutdown()
+        ep.free()
+
+    def lab_resume() -> None:
+        link = lab.connect(resume=ref)
+        assert link.reused
+        for ep in (link.client, link.server):
+            ep.shutdown()
+            ep.free()
+
+    b, m = _interleave(bare_resume, lab_resume, n)
+    res["tls12_resumption"] = {"bare_us": b * 1e6, "lab_us": m * 1e6, "ratio": m / b}
+    bare.lib.SSL_SESSION_free(saved)
+    bare.close()
+    lab.close()
+    return res
+
+
+def _interleave(a: Callable[[], Any], b: Callable[[], Any], n: int) -> tuple[float, float]:
+    """Alternate batches of a and b so that machine noise hits both alike."""
+    ta, tb = [], []
+    a(), b()
+    for _ in range(7):
+        ta.append(per_call(a, n, 1))
+        tb.append(per_call(b, n, 1))
+    return statistics.median(ta), statistics.median(tb)
+
+
+def bench_observation(sizes: list[int], n: int) -> dict[str, Any]:
+    """Cost of one observed step (get1 + SSL_SESSION_free) with `size` live sessions around."""
+    out: dict[str, Any] = {}
+    for size in sizes:
+        lab = sesskit.Lab(engine="libssl", tls="1.2", tickets=False, cache_size=0, explain=False)
+        held = []
+        while len(lab.snapshot().live_sessions()) < size:
+            link = lab.connect()
+            held.append(link)
+        link = held[-1]
+
+        def step() -> None:
+            r = link.client.get1_session()
+            assert r is not None
+            r.free()
+
+        def bare() -> None:  # the same two C calls, unobserved
+            p = lab._engine._lib.SSL_get1_session(lab._engine._ssls[link.client.name].ptr)
+            lab._engine._lib.SSL_SESSION_free(p)
+
+        tb, ts = _interleave(bare, step, n)
+        out[str(size)] = {"bare_us": tb * 1e6, "step_us": ts / 2 * 1e6, "live_sessions": size}
+        lab.close()
+    base = out[str(sizes[0])]["step_us"]
+    for v in out.values():
+        v["vs_smallest"] = v["step_us"] / base
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", help="write the results here too")
+    args = ap.parse_args()
+    n = 40 if args.quick else 200
+    sizes = [10, 100, 1000] if args.quick else [10, 100, 1000, 10000]
+    res = {
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": _cpus()},
+        "openssl": F.load().version,
+        "connect": bench_connect(n),
+        "observation": bench_observation(sizes, n * 5),
+    }
+    print(f"{'measure':40} {'bare':>10} {'sesskit':>10} {'ratio':>7}")
+    for k, v in res["connect"].items():
+        print(f"connect {k:32} {v['bare_us']:9.0f}µs {v['lab_us']:9.0f}µs {v['ratio']:6.2f}x")
+    for k, v in res["observation"].items():
+        print(f"observed step, {k:>6} live sessions{'':10} {v['step_us']:9.1f}µs {v['vs_smallest']:6.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    main()
