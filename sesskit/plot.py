@@ -40,9 +40,18 @@ from .trace import SIDES, RefState, Snapshot, Trace
 if TYPE_CHECKING:
     from matplotlib.animation import FuncAnimation
     from matplotlib.axes import Axes
-    from matplotlib.text import Text
 
-__all__ = ["animate", "heap", "overview", "save", "session_color", "timeline"]
+__all__ = [
+    "StoryFigure",
+    "TimelineData",
+    "animate",
+    "heap",
+    "overview",
+    "save",
+    "session_color",
+    "timeline",
+    "timeline_data",
+]
 
 # Eight well-separated colours (matplotlib's tab10 without its red -- red means
 # "dangling" here -- and without its grey, used for ghosts).
@@ -158,19 +167,63 @@ class TimelineData:
     ``cache_spans[label]`` the ``[start, end)`` step ranges it sat in a cache
     (``end`` is None while it still does); ``dangling`` ``(step, ref id,
     label)`` where a ref started to dangle; ``cache_sizes[side]`` change points
-    of each cache's size.
+    of each cache's size.  :meth:`extend` folds later steps on (a growing lab
+    costs only its new steps).
     """
 
-    n: int
-    ops: list[str]
-    targets: list[str]
+    n: int = 0
+    ops: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     paths: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     freed_at: dict[str, int] = field(default_factory=dict)
     cache_spans: dict[str, list[list[Any]]] = field(default_factory=dict)
     dangling: list[tuple[int, int, str]] = field(default_factory=list)
-    cache_sizes: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    cache_sizes: dict[str, list[tuple[int, int]]] = field(
+        default_factory=lambda: {side: [(0, 0)] for side in SIDES}
+    )
     max_refcount: int = 0
+    _refcount: dict[str, int] = field(default_factory=dict, repr=False)
+    _cached: dict[str, bool] = field(default_factory=dict, repr=False)
+    _dangling: dict[int, bool] = field(default_factory=dict, repr=False)
+
+    def extend(self, trace: Trace) -> TimelineData:
+        """Fold the steps of ``trace`` this data has not seen yet; returns self."""
+        for i in range(self.n, len(trace)):
+            self._fold(i, trace[i])
+        return self
+
+    def _fold(self, i: int, step: Any) -> None:
+        self.n = i + 1
+        self.ops.append(step.op)
+        self.targets.append(step.target)
+        for label, st in step.changes.sessions.items():
+            old = self._refcount.get(label)
+            if old is None:
+                self.labels.append(label)
+                self.paths[label] = [(i, st.refcount)]
+                self.cache_spans[label] = []
+            elif old != st.refcount:
+                self.paths[label].append((i, st.refcount))
+            self._refcount[label] = st.refcount
+            self.max_refcount = max(self.max_refcount, st.refcount)
+            in_cache = st.cache is not None
+            if in_cache != self._cached.get(label, False):
+                if in_cache:
+                    self.cache_spans[label].append([i, None])
+                else:
+                    self.cache_spans[label][-1][1] = i
+                self._cached[label] = in_cache
+            if st.freed and label not in self.freed_at:
+                self.freed_at[label] = i
+        for ref_id, ref in step.changes.refs.items():
+            if ref.dangling and not self._dangling.get(ref_id, False):
+                self.dangling.append((i, ref_id, ref.session))
+            self._dangling[ref_id] = ref.dangling
+        for side, cache in step.changes.caches.items():
+            series = self.cache_sizes.setdefault(side, [(0, 0)])
+            if series[-1][1] != cache.size:
+                series.append((i, cache.size))
 
 
 def timeline_data(trace: Trace) -> TimelineData:
@@ -184,41 +237,7 @@ def timeline_data(trace: Trace) -> TimelineData:
     -------
     TimelineData
     """
-    steps = list(trace)
-    data = TimelineData(len(steps), [s.op for s in steps], [s.target for s in steps])
-    data.cache_sizes = {side: [(0, 0)] for side in SIDES}
-    refcount: dict[str, int] = {}
-    cached: dict[str, bool] = {}
-    dangling: dict[int, bool] = {}
-    for i, step in enumerate(steps):
-        for label, st in step.changes.sessions.items():
-            old = refcount.get(label)
-            if old is None:
-                data.labels.append(label)
-                data.paths[label] = [(i, st.refcount)]
-                data.cache_spans[label] = []
-            elif old != st.refcount:
-                data.paths[label].append((i, st.refcount))
-            refcount[label] = st.refcount
-            data.max_refcount = max(data.max_refcount, st.refcount)
-            in_cache = st.cache is not None
-            if in_cache != cached.get(label, False):
-                if in_cache:
-                    data.cache_spans[label].append([i, None])
-                else:
-                    data.cache_spans[label][-1][1] = i
-                cached[label] = in_cache
-            if st.freed and label not in data.freed_at:
-                data.freed_at[label] = i
-        for ref_id, ref in step.changes.refs.items():
-            if ref.dangling and not dangling.get(ref_id, False):
-                data.dangling.append((i, ref_id, ref.session))
-            dangling[ref_id] = ref.dangling
-        for side, cache in step.changes.caches.items():
-            series = data.cache_sizes.setdefault(side, [(0, 0)])
-            if series[-1][1] != cache.size:
-                series.append((i, cache.size))
-    return data
+    return TimelineData().extend(trace)
 
 
 def _step_path(points: Sequence[tuple[int, int]], end: float) -> list[tuple[float, float]]:
@@ -292,7 +311,7 @@ def _split(ax: Axes) -> tuple[Axes, Axes]:
     return upper, lower
 
 
-def _draw_timeline(ax_ref: Axes, ax_cache: Axes, data: TimelineData, step: int | None) -> None:
+def _draw_timeline(ax_ref: Axes, ax_cache: Axes, data: TimelineData, step: int | None) -> list[int]:
     n = max(data.n, 1)
     many = len(data.labels) > 40
     ax_ref.set_label("sesskit-timeline-refcount")
@@ -319,6 +338,7 @@ def _draw_timeline(ax_ref: Axes, ax_cache: Axes, data: TimelineData, step: int |
         _key_legend(ax_ref, f"{len(data.labels)} sessions")
     if step is not None and data.n:
         _highlight(ax_ref, ax_cache, data, step, ticks)
+    return ticks
 
 
 def _int_locator() -> Any:
@@ -476,7 +496,9 @@ def _highlight(ax_ref: Axes, ax_cache: Axes, data: TimelineData, step: int, tick
 
 
 # -- heap -----------------------------------------------------------------
-def heap(snapshot: Snapshot, ax: Axes | None = None, title: str | None = None) -> Figure:
+def heap(
+    snapshot: Snapshot, ax: Axes | None = None, title: str | None = None, max_dangling: int | None = 4
+) -> Figure:
     """The objects alive at one step and every reference between them.
 
     SSLs and your pointers (refs) on the left, SSL_SESSIONs with refcount
@@ -493,6 +515,9 @@ def heap(snapshot: Snapshot, ax: Axes | None = None, title: str | None = None) -
         Where to draw; by default a new Figure.
     title : str, optional
         A title (default: the snapshot's virtual time).
+    max_dangling : int or None
+        Show only this many dangling refs (the latest); None shows all.
+        Long stories pile up dangling pointers that say nothing new.
 
     Returns
     -------
@@ -503,7 +528,7 @@ def heap(snapshot: Snapshot, ax: Axes | None = None, title: str | None = None) -
         ax = fig.add_axes((0.0, 0.0, 1.0, 0.94))
     else:
         fig = ax.get_figure()  # type: ignore[assignment]
-    _draw_heap(ax, snapshot, title)
+    _draw_heap(ax, snapshot, title, max_dangling)
     return fig
 
 
@@ -512,91 +537,151 @@ def _sort_key(name: str) -> tuple[int, str]:
     return (n if n is not None else 1 << 30, name)
 
 
+_X_HOLD, _X_SESS, _X_CACHE = 0.14, 0.49, 0.83
+_CHAR_EM = 0.62  # average DejaVu Sans glyph width, in em: boxes are sized without a renderer
+
+
 @dataclass
 class _HeapLayout:
-    """Font size and row positions that fit the axes (in axes fractions)."""
+    """Font size, box sizes and row positions that fit the axes (in axes fractions)."""
 
     fs: float
     slot: float  # height of a two-line box row
     max_rows: int
+    width_pt: float
+    height_pt: float
     top: float = 0.88
 
     @classmethod
     def fit(cls, ax: Axes, rows: float) -> _HeapLayout:
         fig = ax.get_figure()
-        height_pt = ax.get_position().height * fig.get_figheight() * 72  # type: ignore[union-attr]
+        pos = ax.get_position()
+        width_pt = pos.width * fig.get_figwidth() * 72  # type: ignore[union-attr]
+        height_pt = pos.height * fig.get_figheight() * 72  # type: ignore[union-attr]
         usable = 0.84 * height_pt
         fs = min(10.0, max(5.5, usable / (max(rows, 4) * 4.1)))
+        fs = min(fs, width_pt / 55)  # three columns of ~18 characters must fit side by side
         slot = fs * 4.1 / height_pt
-        return cls(fs, slot, max(1, int(usable / (fs * 4.1))))
+        return cls(fs, slot, max(1, int(usable / (fs * 4.1))), width_pt, height_pt)
 
     def rows(self, count: int, scale: float = 1.0) -> list[float]:
         return [self.top - self.slot * scale * (k + 0.5) for k in range(count)]
 
+    def box(self, lines: Sequence[str], fs: float | None = None) -> tuple[float, float]:
+        """Width and height (axes fractions) of a box around ``lines``."""
+        fs = fs or self.fs
+        chars = max(len(line) for line in lines)
+        w = (chars * _CHAR_EM + 1.2) * fs / self.width_pt
+        h = (len(lines) * 1.25 + 0.7) * fs / self.height_pt
+        return w, h
 
-def _draw_heap(ax: Axes, snap: Snapshot, title: str | None) -> None:
+
+@dataclass
+class _Box:
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @property
+    def left(self) -> tuple[float, float]:
+        return (self.x - self.w / 2, self.y)
+
+    @property
+    def right(self) -> tuple[float, float]:
+        return (self.x + self.w / 2, self.y)
+
+
+def _pick(snap: Snapshot, max_dangling: int | None) -> tuple[list[Any], list[RefState], list[str]]:
+    """The SSLs, refs and session labels to draw, most useful first."""
+    ssls = sorted(
+        (s for s in snap.ssls.values() if not s.freed), key=lambda s: (_sort_key(s.name)[0], s.side)
+    )
+    live_refs = sorted((r for r in snap.refs.values() if not r.dangling), key=lambda r: r.id)
+    dangling = sorted((r for r in snap.refs.values() if r.dangling), key=lambda r: -r.id)
+    if max_dangling is not None:
+        dangling = dangling[:max_dangling]
+    refs = live_refs + dangling
+    live = sorted((k for k, v in snap.sessions.items() if not v.freed), key=_sort_key)
+    ghosts = sorted({r.session for r in dangling} - set(live), key=_sort_key)
+    return ssls, refs, live + ghosts
+
+
+def _clear(ax: Axes) -> None:
+    """Empty an axes without ``ax.clear()`` (which rebuilds its axis machinery: slow)."""
+    for artist in [*ax.texts, *ax.patches, *ax.lines, *ax.collections]:
+        artist.remove()
+
+
+def _draw_heap(ax: Axes, snap: Snapshot, title: str | None, max_dangling: int | None = 4) -> None:
     ax.set_label("sesskit-heap")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_axis_off()
-    ssls = sorted(
-        (s for s in snap.ssls.values() if not s.freed), key=lambda s: (_sort_key(s.name)[0], s.side)
-    )
-    live = {k: v for k, v in snap.sessions.items() if not v.freed}
-    # Pointers the user can still act on first, then the dangling ones (latest first).
-    refs = sorted(snap.refs.values(), key=lambda r: (r.dangling, -r.id if r.dangling else r.id))
-    ghosts = {r.session for r in refs if r.session not in live}
-    labels = sorted(live, key=_sort_key) + sorted(ghosts, key=_sort_key)
+    ssls, refs, labels = _pick(snap, max_dangling)
     holders: list[Any] = [*ssls, *refs]
+    hidden_dangling = sum(r.dangling for r in snap.refs.values()) - sum(r.dangling for r in refs)
     cache_rows = sum(len(snap.caches[s].members) + 3 for s in ("client", "server")) * 0.6
     lay = _HeapLayout.fit(ax, max(len(holders), len(labels), cache_rows))
     _headings(ax, lay.fs)
     ax.set_title(title if title is not None else f"heap at t = {snap.time} s", loc="left", fontsize=11)
 
-    boxes: dict[str, Text] = {}
+    boxes: dict[str, _Box] = {}
     shown = holders[: lay.max_rows]
-    for obj, y in zip(shown, lay.rows(len(shown)), strict=True):
+    texts = [_holder_text(obj) for obj in shown]
+    w = max((lay.box(t.split("\n"))[0] for t in texts), default=0.1)
+    for obj, text, y in zip(shown, texts, lay.rows(len(shown)), strict=True):
+        h = lay.box(text.split("\n"))[1]
         if isinstance(obj, RefState):
-            boxes[f"ref:{obj.id}"] = _ref_box(ax, obj, y, lay.fs)
-        else:
-            flags = [f for f, on in (("cleared", obj.cleared), ("shutdown sent", obj.sent_shutdown)) if on]
-            text = f"{obj.name}\n{obj.side} SSL" + (f", {', '.join(flags)}" if flags else "")
-            boxes[f"ssl:{obj.name}"] = _box(
-                ax, _X_HOLD, y, text, lay.fs, "#f2f2f2", "#555555", f"ssl:{obj.name}"
+            edge = _DANGLING if obj.dangling else "#1f4e99"
+            dashed = obj.kind == "get0" or obj.released
+            boxes[f"ref:{obj.id}"] = _box(
+                ax, _X_HOLD, y, w, h, text, lay.fs, "white", edge, f"ref:#{obj.id}", dashed
             )
-    _more(ax, _X_HOLD, len(holders) - len(shown))
+        else:
+            boxes[f"ssl:{obj.name}"] = _box(
+                ax, _X_HOLD, y, w, h, text, lay.fs, "#f2f2f2", "#555555", f"ssl:{obj.name}"
+            )
+    more = len(holders) - len(shown) + hidden_dangling
+    _more(
+        ax,
+        _X_HOLD,
+        more,
+        "older dangling pointers hidden" if hidden_dangling and more == hidden_dangling else "",
+    )
 
     shown_labels = labels[: lay.max_rows]
-    for label, y in zip(shown_labels, lay.rows(len(shown_labels)), strict=True):
-        st = live.get(label)
-        if st is not None:
+    texts = [_session_text(label, snap) for label in shown_labels]
+    w = max((lay.box(t.split("\n"))[0] for t in texts), default=0.1)
+    for label, text, y in zip(shown_labels, texts, lay.rows(len(shown_labels)), strict=True):
+        st = snap.sessions.get(label)
+        h = lay.box(text.split("\n"))[1]
+        if st is not None and not st.freed:
             color = session_color(label)
-            flags = [st.side, "resumable" if st.resumable else "not resumable"]
-            t = _box(
-                ax,
-                _X_SESS,
-                y,
-                f"{label}\n{' · '.join(flags)}",
-                lay.fs,
-                _tint(color),
-                color,
-                f"session:{label}",
-                linewidth=2.0,
-            )
-            _badge(ax, t, st.refcount, color, lay.fs, label)
+            box = _box(ax, _X_SESS, y, w, h, text, lay.fs, _tint(color), color, f"session:{label}", lw=2.0)
+            _badge(ax, box, st.refcount, color, lay.fs, label)
         else:
-            t = _box(
-                ax, _X_SESS, y, f"{label}\nfreed", lay.fs, "white", _GHOST, f"ghost:{label}", dashed=True
-            )
-            t.set_color(_GHOST)
-        boxes[f"session:{label}"] = t
+            box = _box(ax, _X_SESS, y, w, h, text, lay.fs, "white", _GHOST, f"ghost:{label}", dashed=True)
+        boxes[f"session:{label}"] = box
     _more(ax, _X_SESS, len(labels) - len(shown_labels))
 
     _draw_caches(ax, snap, boxes, lay)
     _draw_arrows(ax, snap, ssls, refs, boxes)
 
 
-_X_HOLD, _X_SESS, _X_CACHE = 0.14, 0.49, 0.83
+def _holder_text(obj: Any) -> str:
+    if isinstance(obj, RefState):
+        kind = obj.kind + (" (released)" if obj.released else "")
+        return f"#{obj.id} {kind}\nvia {obj.via}"
+    flags = [f for f, on in (("cleared", obj.cleared), ("shutdown sent", obj.sent_shutdown)) if on]
+    return f"{obj.name}\n{obj.side} SSL" + (f", {', '.join(flags)}" if flags else "")
+
+
+def _session_text(label: str, snap: Snapshot) -> str:
+    st = snap.sessions.get(label)
+    if st is None or st.freed:
+        return f"{label}\nfreed"
+    return f"{label}\n{st.side} · {'resumable' if st.resumable else 'not resumable'}"
 
 
 def _headings(ax: Axes, fs: float) -> None:
@@ -617,15 +702,30 @@ def _box(
     ax: Axes,
     x: float,
     y: float,
+    w: float,
+    h: float,
     text: str,
     fs: float,
     face: Any,
     edge: str,
     gid: str,
     dashed: bool = False,
-    linewidth: float = 1.2,
-    pad: float = 0.35,
-) -> Text:
+    lw: float = 1.2,
+) -> _Box:
+    patch = FancyBboxPatch(
+        (x - w / 2, y - h / 2),
+        w,
+        h,
+        boxstyle="round,pad=0,rounding_size=0.012",
+        facecolor=face,
+        edgecolor=edge,
+        linestyle="--" if dashed else "-",
+        linewidth=lw,
+        zorder=2,
+        mutation_aspect=0.5,
+    )
+    patch.set_gid(f"{gid}:box")
+    ax.add_patch(patch)
     t = ax.text(
         x,
         y,
@@ -633,32 +733,19 @@ def _box(
         ha="center",
         va="center",
         fontsize=fs,
-        linespacing=1.2,
+        linespacing=1.25,
         zorder=3,
-        bbox={
-            "boxstyle": f"round,pad={pad}",
-            "facecolor": face,
-            "edgecolor": edge,
-            "linestyle": "--" if dashed else "-",
-            "linewidth": linewidth,
-        },
+        color=_GHOST if gid.startswith("ghost:") else "black",
     )
     t.set_gid(gid)
-    return t
+    return _Box(x, y, w, h)
 
 
-def _ref_box(ax: Axes, r: RefState, y: float, fs: float) -> Text:
-    kind = r.kind + (" (released)" if r.released else "")
-    edge = _DANGLING if r.dangling else "#1f4e99"
-    dashed = r.kind == "get0" or r.released
-    return _box(ax, _X_HOLD, y, f"#{r.id} {kind}\nvia {r.via}", fs, "white", edge, f"ref:#{r.id}", dashed)
-
-
-def _badge(ax: Axes, box: Text, refcount: int, color: str, fs: float, label: str) -> None:
-    badge = ax.annotate(
+def _badge(ax: Axes, box: _Box, refcount: int, color: str, fs: float, label: str) -> None:
+    badge = ax.text(
+        box.x + box.w / 2,
+        box.y + box.h / 2,
         str(refcount),
-        xy=(1.0, 0.9),
-        xycoords=box,
         ha="center",
         va="center",
         fontsize=fs,
@@ -670,23 +757,25 @@ def _badge(ax: Axes, box: Text, refcount: int, color: str, fs: float, label: str
     badge.set_gid(f"badge:{label}")
 
 
-def _more(ax: Axes, x: float, hidden: int) -> None:
+def _more(ax: Axes, x: float, hidden: int, what: str = "") -> None:
     if hidden > 0:
-        ax.text(x, 0.01, f"… and {hidden} more", ha="center", va="bottom", fontsize=8, color="#666666")
+        text = f"… and {hidden} {what or 'more'}"
+        ax.text(x, 0.01, text, ha="center", va="bottom", fontsize=8, color="#666666")
 
 
-def _draw_caches(ax: Axes, snap: Snapshot, boxes: dict[str, Text], lay: _HeapLayout) -> None:
+def _draw_caches(ax: Axes, snap: Snapshot, boxes: dict[str, _Box], lay: _HeapLayout) -> None:
     scale = 0.6  # one-line rows
     n_rows = int((lay.top - 0.02) / (lay.slot * scale))
     rows = lay.rows(n_rows + 8, scale)
     budget = max(2, n_rows - 7)  # two headers, a gap, "empty"/"more" lines
     sizes = {side: len(snap.caches[side].members) for side in ("client", "server")}
-    keep = {side: sizes[side] for side in sizes}
+    keep = dict(sizes)
     if sum(sizes.values()) > budget:
         small = min(sizes, key=lambda side: sizes[side])
         keep[small] = min(sizes[small], budget // 2)
         other = "server" if small == "client" else "client"
         keep[other] = min(sizes[other], budget - keep[small])
+    fs = lay.fs * 0.95
     k = 0
     for side in ("client", "server"):
         cache = snap.caches[side]
@@ -707,18 +796,19 @@ def _draw_caches(ax: Axes, snap: Snapshot, boxes: dict[str, Text], lay: _HeapLay
         last = len(cache.members) - 1
         for j, label in enumerate(shown):
             note = "  head" if j == 0 < last else "  tail: next out" if j == last > 0 else ""
-            t = _box(
+            w, h = lay.box([f"{label}{note}"], fs)
+            boxes[f"cache:{side}:{label}"] = _box(
                 ax,
                 _X_CACHE,
                 rows[k],
+                w,
+                h * 0.9,
                 f"{label}{note}",
-                lay.fs * 0.95,
+                fs,
                 "white",
                 session_color(label),
                 f"cache-member:{side}:{label}",
-                pad=0.2,
             )
-            boxes[f"cache:{side}:{label}"] = t
             k += 1
         if not cache.members:
             ax.text(
@@ -761,38 +851,32 @@ def _draw_caches(ax: Axes, snap: Snapshot, boxes: dict[str, Text], lay: _HeapLay
         k += 1  # a gap between the two caches
 
 
-def _arrow(ax: Axes, src: Text, dst: Text, gid: str, color: str, dashed: bool, rad: float = 0.0) -> None:
+def _arrow(
+    ax: Axes, start: tuple[float, float], end: tuple[float, float], gid: str, color: str, dashed: bool
+) -> None:
     arrow = FancyArrowPatch(
-        _center(src),
-        _center(dst),
-        patchA=src.get_bbox_patch() or None,
-        patchB=dst.get_bbox_patch(),
+        start,
+        end,
         arrowstyle="-|>",
         mutation_scale=11,
         color=color,
         linewidth=1.4,
-        shrinkA=2,
-        shrinkB=3,
+        shrinkA=1,
+        shrinkB=1,
         linestyle="--" if dashed else "-",
-        connectionstyle=f"arc3,rad={rad}",
         zorder=4,
     )
     arrow.set_gid(gid)
-    ax.add_patch(arrow)
-
-
-def _center(t: Text) -> tuple[float, float]:
-    x, y = t.get_position()
-    return (float(x), float(y))
+    ax.add_artist(arrow)  # add_artist: no data-limit update (the heap's limits are fixed)
 
 
 def _draw_arrows(
-    ax: Axes, snap: Snapshot, ssls: list[Any], refs: list[RefState], boxes: dict[str, Text]
+    ax: Axes, snap: Snapshot, ssls: list[Any], refs: list[RefState], boxes: dict[str, _Box]
 ) -> None:
     for ssl in ssls:
         src, dst = boxes.get(f"ssl:{ssl.name}"), boxes.get(f"session:{ssl.session}")
         if ssl.session and src is not None and dst is not None:
-            _arrow(ax, src, dst, f"ref:ssl:{ssl.name}->{ssl.session}", "#444444", False)
+            _arrow(ax, src.right, dst.left, f"ref:ssl:{ssl.name}->{ssl.session}", "#444444", False)
     for r in refs:
         src, dst = boxes.get(f"ref:{r.id}"), boxes.get(f"session:{r.session}")
         if src is None or dst is None:
@@ -800,22 +884,123 @@ def _draw_arrows(
         st = snap.sessions.get(r.session)
         dangling = r.dangling or st is None or st.freed
         solid = r.kind == "get1" and not r.released
-        _arrow(
-            ax,
-            src,
-            dst,
-            f"ref:{r.kind}:#{r.id}->{r.session}",
-            _DANGLING if dangling else "#1f4e99",
-            not solid,
-        )
+        color = _DANGLING if dangling else "#1f4e99"
+        _arrow(ax, src.right, dst.left, f"ref:{r.kind}:#{r.id}->{r.session}", color, not solid)
     for side in ("client", "server"):
         for label in snap.caches[side].members:
             src, dst = boxes.get(f"cache:{side}:{label}"), boxes.get(f"session:{label}")
             if src is not None and dst is not None:
-                _arrow(ax, src, dst, f"ref:cache:{side}->{label}", "#9e9d24", False)
+                _arrow(ax, src.left, dst.right, f"ref:cache:{side}->{label}", "#9e9d24", False)
 
 
 # -- the whole story -----------------------------------------------------------
+class StoryFigure:
+    """One reusable figure: the heap at a step beside the timeline with that step highlighted.
+
+    :meth:`show` redraws only what changed: moving to another step of the same
+    trace redraws the heap and moves the highlight; a longer trace folds only
+    its new steps and redraws the timeline.  Used by :func:`overview`,
+    :func:`animate` and the Stepper widget.
+
+    Parameters
+    ----------
+    fig : Figure, optional
+        A figure to draw on (it is cleared); by default a new Agg figure.
+    figsize, dpi
+        Size of the new figure.
+    """
+
+    def __init__(self, fig: Figure | None = None, figsize: tuple[float, float] = (16, 6.2), dpi: float = 100):
+        if fig is None:
+            fig = _new_figure(figsize, dpi)
+        else:
+            fig.clear()
+        self.fig = fig
+        self.ax_heap, self.ax_ref, self.ax_cache = _overview_axes(fig)
+        self._trace: Trace | None = None
+        self._data = TimelineData()
+        self._ticks: list[int] = []
+        self._spans: list[Any] = []
+        self._lines: list[Any] = []
+        self._bold: Any = None
+        self.step: int | None = None
+
+    def show(self, trace: Trace, step: int | None = None) -> Figure:
+        """Draw ``trace`` at ``step`` (default: the last); returns the figure."""
+        n = len(trace)
+        if step is None:
+            step = n - 1
+        if step < 0:
+            step += n
+        if trace is not self._trace or n < self._data.n:
+            self._trace, self._data = trace, TimelineData()
+        if n != self._data.n or not self._spans:
+            self._data.extend(trace)
+            self._redraw_timeline()
+        self.step = step
+        if n:
+            self._move_highlight(step)
+            st = trace[step]
+            title = f"step {step}: {st.op}({st.target})"
+            _clear(self.ax_heap)
+            _draw_heap(self.ax_heap, trace.snapshot(step), title)
+        else:
+            _clear(self.ax_heap)
+            _draw_heap(self.ax_heap, Snapshot(), None)
+        return self.fig
+
+    def _redraw_timeline(self) -> None:
+        self.ax_ref.clear()
+        self.ax_cache.clear()
+        self._ticks = _draw_timeline(self.ax_ref, self.ax_cache, self._data, None)
+        self._tick_labels = self.ax_cache.get_xticklabels()
+        self._bold = None
+        self._spans = [
+            a.axvspan(-0.5, 0.5, color="#ffd54f", alpha=0.35, zorder=0, linewidth=0, gid="timeline:current")
+            for a in (self.ax_ref, self.ax_cache)
+        ]
+        self._lines = []
+        if self._data.n > 60:  # a one-step span is too thin to see: mark its centre too
+            self._lines = [
+                a.axvline(0, color="#c79100", linewidth=1.0, zorder=0.5, gid="timeline:current-line")
+                for a in (self.ax_ref, self.ax_cache)
+            ]
+
+    def _move_highlight(self, step: int) -> None:
+        data = self._data
+        for span in self._spans:
+            span.set_x(step - 0.5)
+        for line in self._lines:
+            line.set_xdata([step, step])
+        self.ax_ref.set_title(
+            f"step {step}: {data.ops[step]}({data.targets[step]})", loc="right", fontsize=10, color="#6d4c00"
+        )
+        if self._bold is not None:
+            self._bold.set_fontweight("normal")
+            self._bold.set_color("black")
+            self._bold = None
+        if step in self._ticks:
+            self._bold = self._tick_labels[self._ticks.index(step)]
+            self._bold.set_fontweight("bold")
+            self._bold.set_color("#6d4c00")
+
+    def png(self, compress_level: int = 1) -> bytes:
+        """The figure as PNG bytes, rendered once with Agg (fast, lightly compressed)."""
+        import io
+
+        from PIL import Image
+
+        canvas = self.fig.canvas
+        canvas.draw()
+        rgba = canvas.buffer_rgba()  # type: ignore[attr-defined]
+        h, w = rgba.shape[:2]
+        buf = io.BytesIO()
+        Image.frombuffer("RGBA", (w, h), rgba, "raw", "RGBA", 0, 1).save(
+            buf, format="PNG", compress_level=compress_level
+        )
+        return buf.getvalue()
+
+
 def overview(trace: Trace, step: int | None = None, fig: Figure | None = None) -> Figure:
     """The heap at ``step`` beside the whole timeline with ``step`` highlighted.
 
@@ -831,21 +1016,7 @@ def overview(trace: Trace, step: int | None = None, fig: Figure | None = None) -
     -------
     Figure
     """
-    n = len(trace)
-    if step is None:
-        step = n - 1
-    if step < 0:
-        step += n
-    if fig is None:
-        fig = _new_figure((16, 6.2))
-    else:
-        fig.clear()
-    ax_heap, ax_ref, ax_cache = _overview_axes(fig)
-    s = trace[step] if n else None
-    title = f"step {step}: {s.op}({s.target})" if s is not None else None
-    _draw_heap(ax_heap, trace.snapshot(step) if n else Snapshot(), title)
-    _draw_timeline(ax_ref, ax_cache, timeline_data(trace), step if n else None)
-    return fig
+    return StoryFigure(fig).show(trace, step)
 
 
 def _overview_axes(fig: Figure) -> tuple[Axes, Axes, Axes]:
@@ -878,24 +1049,13 @@ def animate(trace: Trace, interval: int = 900, steps: Sequence[int] | None = Non
     from matplotlib.animation import FuncAnimation
 
     frames = list(steps) if steps is not None else list(range(len(trace)))
-    fig = _new_figure((16, 6.2))
-    ax_heap, ax_ref, ax_cache = _overview_axes(fig)
-    data = timeline_data(trace)
-    _draw_timeline(ax_ref, ax_cache, data, None)
-    spans = [
-        a.axvspan(-0.5, 0.5, color="#ffd54f", alpha=0.35, zorder=0, linewidth=0) for a in (ax_ref, ax_cache)
-    ]
+    story = StoryFigure()
 
     def draw(i: int) -> list[Any]:
-        ax_heap.clear()
-        st = trace[i]
-        _draw_heap(ax_heap, trace.snapshot(i), f"step {i}: {st.op}({st.target})")
-        for span in spans:
-            span.set_x(i - 0.5)
-        ax_ref.set_title(f"step {i}: {st.op}", loc="right", fontsize=10, color="#6d4c00")
+        story.show(trace, i)
         return []
 
-    return FuncAnimation(fig, draw, frames=frames, interval=interval, blit=False, repeat=False)
+    return FuncAnimation(story.fig, draw, frames=frames, interval=interval, blit=False, repeat=False)
 
 
 def save(trace_or_snapshot: Trace | Snapshot, path: str | Path, step: int | None = None) -> Path:

@@ -347,7 +347,7 @@ def test_heap_counts_every_reference_on_a_long_story() -> None:
     t = synthetic_trace(40, seed=3)
     for i in (5, 20, 39):
         snap = t.snapshot(i)
-        fig = plot.heap(snap)
+        fig = plot.heap(snap, max_dangling=None)
         live_ssl = [s for s in snap.ssls.values() if not s.freed and s.session]
         cached = sum(len(c.members) for c in snap.caches.values())
         assert len(arrows(fig)) == len(live_ssl) + cached + len(snap.refs)
@@ -355,6 +355,16 @@ def test_heap_counts_every_reference_on_a_long_story() -> None:
             target = gid.split("->")[1]
             is_red = to_hex(arrow.get_edgecolor()) == plot._DANGLING
             assert is_red == snap.sessions[target].freed, gid
+
+
+def test_only_the_latest_dangling_refs_by_default() -> None:
+    from sesskit.trace import Snapshot
+
+    freed = SessionState("S1", "client", 0, None, False, True)
+    refs = {i: RefState(i, "get0", "S1", "c1", dangling=True) for i in range(1, 11)}
+    snap = Snapshot(sessions={"S1": freed}, refs=refs)
+    assert set(arrows(plot.heap(snap))) == {f"ref:get0:#{i}->S1" for i in (7, 8, 9, 10)}
+    assert len(arrows(plot.heap(snap, max_dangling=None))) == 10
 
 
 def test_cache_members_are_listed_in_order() -> None:
