@@ -139,3 +139,31 @@ def test_stats_come_from_the_library() -> None:
         assert (stats["accept"], stats["accept_good"], stats["hits"]) == (2, 2, 1)
         cstats = lab.snapshot().caches["client"].stats
         assert (cstats["connect"], cstats["connect_good"], cstats["hits"]) == (2, 2, 1)
+
+
+class _Sabotaged:
+    """The real libssl with one function broken, to prove the probe refuses to guess."""
+
+    def __init__(self, lib: object, **broken: object) -> None:
+        self._lib = lib
+        self._broken = broken
+
+    def __getattr__(self, name: str) -> object:
+        return self._broken.get(name) or getattr(self._lib, name)
+
+
+@pytest.mark.parametrize(
+    "broken, words",
+    [
+        ({"SSL_SESSION_up_ref": lambda s: 1}, "cannot locate SSL_SESSION.references"),
+        ({"SSL_CTX_add_session": lambda ctx, s: 1}, "cannot locate SSL_SESSION.owner"),
+        ({"SSL_CTX_remove_session": lambda ctx, s: 1}, "did not follow SSL_CTX_remove_session"),
+    ],
+)
+def test_calibration_refuses_when_a_check_fails(broken: dict[str, object], words: str) -> None:
+    from sesskit.engines._probe import calibrate
+
+    L = F.load()
+    with pytest.raises(sesskit.CalibrationError, match=words):
+        calibrate(_Sabotaged(L.lib, **broken), L.ffi, L.libc)
+    assert calibrate(L.lib, L.ffi, L.libc) == L.offsets  # the real library calibrates the same again

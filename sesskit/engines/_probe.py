@@ -53,21 +53,25 @@ def _words64(ffi: Any, p: Any, n: int) -> tuple[int, ...]:
 
 
 def _refcount_candidates(lib: Any, ffi: Any, libc: Any, sess: Any) -> list[int]:
+    """Words that follow two up_refs and two frees exactly.
+
+    Frees happen only once a word has risen by 2: if up_ref did not work, freeing
+    would destroy the session under us.
+    """
     n = _usable(libc, ffi, sess)
     w0 = _words32(ffi, sess, n)
     lib.SSL_SESSION_up_ref(sess)
     w1 = _words32(ffi, sess, n)
     lib.SSL_SESSION_up_ref(sess)
     w2 = _words32(ffi, sess, n)
+    rose = [i for i in range(len(w0)) if w1[i] == w0[i] + 1 and w2[i] == w0[i] + 2]
+    if not rose:  # up_ref changed nothing we can see: do not free what we cannot count
+        return []
     lib.SSL_SESSION_free(sess)
     w3 = _words32(ffi, sess, n)
     lib.SSL_SESSION_free(sess)
     w4 = _words32(ffi, sess, n)
-    return [
-        i * 4
-        for i in range(len(w0))
-        if w1[i] == w0[i] + 1 and w2[i] == w0[i] + 2 and w3[i] == w0[i] + 1 and w4[i] == w0[i]
-    ]
+    return [i * 4 for i in rose if w3[i] == w0[i] + 1 and w4[i] == w0[i]]
 
 
 def _new_session(lib: Any, ffi: Any, sid: bytes) -> Any:

@@ -158,6 +158,7 @@ class LibsslEngine:
         self._ssls: dict[str, _SSL] = {}
         self._links = 0
         self._order: dict[str, list[str]] = {"client": [], "server": []}
+        self._members: dict[str, set[str]] = {"client": set(), "server": set()}
         self._stats: dict[str, dict[str, int]] = {}
         self._cache_last: dict[str, CacheState] = {}
         self._seen: dict[str, list[_Sess]] = {"client": [], "server": []}
@@ -206,23 +207,25 @@ class LibsslEngine:
                 raise SesskitError(f"cannot set up the server SSL_CTX: {F.errors(self._L)}")
             if not cfg.tickets:
                 lib.SSL_CTX_set_options(ctx, F.SSL_OP_NO_TICKET)
-            lib.SSL_CTX_set_session_ticket_cb(ctx, self._callbacks[1], self._callbacks[2], ffi.NULL)
+            lib.SSL_CTX_set_session_ticket_cb(ctx, self._callbacks[2], self._callbacks[3], ffi.NULL)
         elif cfg.client_cache:
             lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_SESS_CACHE_MODE, F.SSL_SESS_CACHE_CLIENT, ffi.NULL)
-        lib.SSL_CTX_sess_set_new_cb(ctx, self._callbacks[0])
+        lib.SSL_CTX_sess_set_new_cb(ctx, self._callbacks[1 if server else 0])
         self._stats[side] = dict.fromkeys(F.CTRL, -1)
         return ctx
 
-    def _make_callbacks(self) -> tuple[Any, Any, Any]:
+    def _make_callbacks(self) -> tuple[Any, Any, Any, Any]:
         ffi, lib = self._ffi, self._lib
 
-        def on_new(ssl: Any, sess: Any) -> int:
-            try:
-                ctx_side = "server" if self._is_server_ssl(ssl) else "client"
-                self._see(sess, ctx_side)
-            except BaseException as exc:  # never raise into C
-                self._cb_error = exc
-            return 0  # the library drops the reference it took for us: behaviour unchanged
+        def new_cb(side: str) -> Any:
+            def on_new(ssl: Any, sess: Any) -> int:
+                try:
+                    self._see(sess, side)
+                except BaseException as exc:  # never raise into C
+                    self._cb_error = exc
+                return 0  # the library drops the reference it took for us: behaviour unchanged
+
+            return ffi.callback("int(SSL *, SSL_SESSION *)", on_new, error=0)
 
         def on_gen(ssl: Any, arg: Any) -> int:
             # Stamp the virtual time of the session into the (sealed) ticket.
@@ -253,7 +256,8 @@ class LibsslEngine:
             return F.SSL_TICKET_RETURN_USE_RENEW
 
         return (
-            ffi.callback("int(SSL *, SSL_SESSION *)", on_new, error=0),
+            new_cb("client"),
+            new_cb("server"),
             ffi.callback("int(SSL *, void *)", on_gen, error=1),
             ffi.callback(
                 "int(SSL *, SSL_SESSION *, const unsigned char *, size_t, int, void *)",
@@ -261,9 +265,6 @@ class LibsslEngine:
                 error=F.SSL_TICKET_RETURN_IGNORE_RENEW,
             ),
         )
-
-    def _is_server_ssl(self, ssl: Any) -> bool:
-        return any(x.side == "server" and x.ptr == ssl for x in self._current)
 
     # -- low-level helpers -------------------------------------------------------
     def _addr(self, p: Any) -> int:
@@ -299,16 +300,14 @@ class LibsslEngine:
             self._see(self._lib.SSL_get_session(ssl.ptr), ssl.side)
 
     def _drain(self, ssl: _SSL) -> None:
-        lib = self._lib
+        read, buf, wbio, peer = self._lib.BIO_read, self._buf, ssl.wbio, ssl.peer
         while True:
-            n = lib.BIO_ctrl_pending(ssl.wbio)
-            if not n:
-                return
-            n = lib.BIO_read(ssl.wbio, self._buf, min(n, _BUF_SIZE))
-            peer = ssl.peer
-            if n > 0 and peer is not None and not peer.freed and not peer.cleared:
-                peer.inbox += self._ffi.buffer(self._buf, n)
+            n = read(wbio, buf, _BUF_SIZE)  # an empty memory BIO returns -1
             if n <= 0:
+                return
+            if peer is not None and not peer.freed and not peer.cleared:
+                peer.inbox += self._ffi.buffer(buf, n)
+            if n < _BUF_SIZE:
                 return
 
     def _feed(self, ssl: _SSL, whole: bool = False) -> bool:
@@ -423,8 +422,10 @@ class LibsslEngine:
                 f"observation inconsistent: SSL_CTX_sess_number says {number} sessions in the "
                 f"{side} cache, the list sesskit follows has {len(new_order)}"
             )
-        changed = new_order != order or stats != self._stats[side]
-        self._order[side] = new_order
+        changed = (new_order is not order and new_order != order) or stats != self._stats[side]
+        if new_order is not order:
+            self._order[side] = new_order
+            self._members[side] = set(new_order)
         self._stats[side] = stats
         if not changed and side in self._cache_last:
             return None
@@ -436,14 +437,21 @@ class LibsslEngine:
         return s.ptr is not None and int(s.refword[0]) > 1 and int(s.ownerword[0]) == ctx_addr
 
     def _update_order(self, side: str, ctx_addr: int, number: int) -> list[str]:
-        order = list(self._order[side])
+        """The cache list after this operation, re-reading only what it touched.
+
+        Returns the very same list object when nothing changed (no copy: the cost
+        of an operation that leaves the cache alone does not grow with the cache).
+        """
+        current = self._order[side]
+        members = self._members[side]
         touched = [s for s in self._touched.values() if s.label]
-        members = set(order)
-        for s in touched:
-            if s.label in members:
-                order.remove(s.label)
-                members.discard(s.label)
+        leaving = [s for s in touched if s.label in members]
         placing = [s for s in touched if self._owned(s, ctx_addr)]
+        if not leaving and not placing and number == len(current):
+            return current
+        order = list(current)
+        for s in leaving:
+            order.remove(s.label)
         # Sessions nobody touched can only have left from the tail side (eviction,
         # flush) or by an expired lookup: walk from the tail until the count agrees.
         i = len(order) - 1
