@@ -175,20 +175,18 @@ def bench_observation(sizes: list[int], n: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for size in sizes:
         lab = sesskit.Lab(engine="libssl", tls="1.2", tickets=False, cache_size=0, explain=False)
-        held = []
-        while len(lab.snapshot().live_sessions()) < size:
-            link = lab.connect()
-            held.append(link)
-        link = held[-1]
+        links = [lab.connect() for _ in range(size // 2)]  # a client and a server session each
+        assert len(lab.snapshot().live_sessions()) == size
+        eng = lab._engine
+        ssl_ptr = eng._ssls[links[-1].client.name].ptr
 
-        def step() -> None:
-            r = link.client.get1_session()
+        def step(ep: sesskit.Endpoint = links[-1].client) -> None:
+            r = ep.get1_session()
             assert r is not None
             r.free()
 
-        def bare() -> None:  # the same two C calls, unobserved
-            p = lab._engine._lib.SSL_get1_session(lab._engine._ssls[link.client.name].ptr)
-            lab._engine._lib.SSL_SESSION_free(p)
+        def bare(lib: Any = eng._lib, p: Any = ssl_ptr) -> None:  # the same two C calls, unobserved
+            lib.SSL_SESSION_free(lib.SSL_get1_session(p))
 
         tb, ts = _interleave(bare, step, n)
         out[str(size)] = {"bare_us": tb * 1e6, "step_us": ts / 2 * 1e6, "live_sessions": size}
