@@ -19,7 +19,10 @@ from .errors import DanglingPointer, InvalidOperation, SesskitError
 from .trace import Delta, RefState, Snapshot, SSLState, Trace
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from .trace import SessionState
+    from .widgets import Stepper
 
 __all__ = ["Endpoint", "Lab", "Link", "SessionRef"]
 
@@ -178,6 +181,19 @@ class Lab:
             return self._endpoints[name]
         except KeyError:
             raise InvalidOperation(f"this lab has no SSL called {name!r}") from None
+
+    # -- seeing (matplotlib / ipywidgets load only here) ------------------------
+    def show(self) -> Figure:
+        """A figure of the whole timeline beside the heap now (see :func:`sesskit.plot.overview`)."""
+        from .plot import overview
+
+        return overview(self.trace)
+
+    def stepper(self) -> Stepper:
+        """An ipywidgets stepper: one button per operation, a history slider, the figures."""
+        from .widgets import Stepper
+
+        return Stepper(self)
 
     # -- operations ----------------------------------------------------------
     def connect(self, resume: SessionRef | None = None) -> Link:

@@ -560,7 +560,7 @@ class _HeapLayout:
         height_pt = pos.height * fig.get_figheight() * 72  # type: ignore[union-attr]
         usable = 0.84 * height_pt
         fs = min(10.0, max(5.5, usable / (max(rows, 4) * 4.1)))
-        fs = min(fs, width_pt / 55)  # three columns of ~18 characters must fit side by side
+        fs = min(fs, width_pt / 42)  # three columns of ~20 characters must fit side by side
         slot = fs * 4.1 / height_pt
         return cls(fs, slot, max(1, int(usable / (fs * 4.1))), width_pt, height_pt)
 
