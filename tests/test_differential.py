@@ -1,0 +1,166 @@
+"""The model against the real libssl: random operation sequences, identical snapshots.
+
+A Hypothesis state machine runs the same operations on ``Lab(engine="model")``
+and ``Lab(engine="libssl")`` with the same configuration and requires, after
+every step, the same snapshot (sessions, SSLs, caches with their order and
+statistics, time), the same ``link.reused`` and the same error type when the
+Lab refuses an operation.  Illegal operations are tried on purpose: both labs
+must refuse them alike.
+
+Time: lookups in the real engine compare with the real clock, which runs a
+second or so ahead of the virtual one over a lab's life.  Advances are
+multiples of 7 s and the timeouts (100, 7200) are not, so no session age ever
+lands within a few seconds of an expiry boundary; ``flush(at=...)`` is exact
+on both engines and probes the boundaries directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    rule,
+)
+
+import sesskit
+
+
+def _libssl_unavailable() -> str:
+    try:
+        sesskit.Lab(engine="libssl", explain=False).close()
+    except (sesskit.SesskitError, OSError, ImportError) as exc:
+        return str(exc)
+    return ""
+
+
+pytestmark = pytest.mark.skipif(bool(_libssl_unavailable()), reason="libssl engine unavailable")
+
+ADVANCES = [0, 7, 49, 98, 105, 7196, 7203]
+FLUSH_OFFSETS = [-7301, -101, 0, 7, 99, 100, 101, 102, 7199, 7200, 7201, 7202]
+
+
+def outcome(fn: Any, *args: Any) -> tuple[Any, type[BaseException] | None]:
+    """What ``fn(*args)`` returned, or the type of the error it raised."""
+    try:
+        return fn(*args), None
+    except sesskit.SesskitError as exc:
+        return None, type(exc)
+
+
+def describe_difference(a: sesskit.Snapshot, b: sesskit.Snapshot) -> str:
+    lines = []
+    if a.time != b.time:
+        lines.append(f"time: model {a.time}, libssl {b.time}")
+    for kind in ("sessions", "ssls", "caches", "refs"):
+        ma, mb = getattr(a, kind), getattr(b, kind)
+        for key in sorted(set(ma) | set(mb), key=str):
+            if ma.get(key) != mb.get(key):
+                lines.append(f"{kind}[{key}]:\n  model  {ma.get(key)}\n  libssl {mb.get(key)}")
+    return "\n".join(lines)
+
+
+class ModelVersusLibssl(RuleBasedStateMachine):
+    ssls = Bundle("ssls")
+    refs = Bundle("refs")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labs: tuple[sesskit.Lab, sesskit.Lab] | None = None
+
+    @initialize(
+        tls=st.sampled_from(["1.2", "1.3"]),
+        tickets=st.booleans(),
+        client_cache=st.booleans(),
+        cache_size=st.sampled_from([0, 1, 2, 3, 5, 20480]),
+        timeout=st.sampled_from([100, 7200]),
+    )
+    def make_labs(self, tls: str, tickets: bool, client_cache: bool, cache_size: int, timeout: int) -> None:
+        config = dict(
+            tls=tls, tickets=tickets, client_cache=client_cache, cache_size=cache_size, timeout=timeout
+        )
+        self.labs = (
+            sesskit.Lab(engine="model", explain=False, **config),  # type: ignore[arg-type]
+            sesskit.Lab(engine="libssl", explain=False, **config),  # type: ignore[arg-type]
+        )
+
+    def teardown(self) -> None:
+        if self.labs is not None:
+            for lab in self.labs:
+                lab.close()
+
+    def both(self, fn: Any) -> tuple[Any, Any]:
+        """Run ``fn(lab, i)`` on both labs; require the same refusal, if any."""
+        assert self.labs is not None
+        (ra, ea), (rb, eb) = (outcome(fn, lab, i) for i, lab in enumerate(self.labs))
+        assert ea == eb, f"model raised {ea}, libssl raised {eb}"
+        return ra, rb
+
+    # -- operations ----------------------------------------------------------------
+    @rule(target=ssls)
+    def connect(self) -> Any:
+        la, lb = self.both(lambda lab, i: lab.connect())
+        assert (la.client.name, la.server.name) == (lb.client.name, lb.server.name)
+        assert la.reused == lb.reused, f"reused: model {la.reused}, libssl {lb.reused}"
+        return multiple(la.client.name, la.server.name)
+
+    @rule(target=ssls, ref=refs)
+    def connect_resume(self, ref: tuple[Any, Any]) -> Any:
+        links = self.both(lambda lab, i: lab.connect(resume=ref[i]))
+        if links[0] is None:
+            return multiple()
+        la, lb = links
+        assert la.reused == lb.reused, f"reused: model {la.reused}, libssl {lb.reused}"
+        return multiple(la.client.name, la.server.name)
+
+    @rule(target=refs, ssl=ssls, kind=st.sampled_from(["get0_session", "get1_session"]))
+    def get_session(self, ssl: str, kind: str) -> Any:
+        ra, rb = self.both(lambda lab, i: getattr(lab.endpoint(ssl), kind)())
+        assert (ra is None) == (rb is None)
+        if ra is None:
+            return multiple()
+        assert ra.session == rb.session
+        return (ra, rb)
+
+    @rule(ssl=ssls, op=st.sampled_from(["read", "shutdown", "clear", "free"]))
+    def endpoint_op(self, ssl: str, op: str) -> None:
+        self.both(lambda lab, i: getattr(lab.endpoint(ssl), op)())
+
+    @rule(ref=refs)
+    def free_ref(self, ref: tuple[Any, Any]) -> None:
+        self.both(lambda lab, i: ref[i].free())
+
+    @rule(seconds=st.sampled_from(ADVANCES))
+    def advance(self, seconds: int) -> None:
+        self.both(lambda lab, i: lab.advance(seconds))
+
+    @rule(side=st.sampled_from(["server", "client"]), offset=st.sampled_from(FLUSH_OFFSETS))
+    def flush(self, side: str, offset: int) -> None:
+        self.both(lambda lab, i: lab.flush(side, at=lab.time + offset))
+
+    # -- the comparison ------------------------------------------------------------------
+    @invariant()
+    def same_snapshot(self) -> None:
+        if self.labs is None:
+            return
+        a, b = (lab.snapshot() for lab in self.labs)
+        same = (a.time, a.sessions, a.ssls, a.caches) == (b.time, b.sessions, b.ssls, b.caches)
+        assert same and a.refs == b.refs, "model and libssl disagree:\n" + describe_difference(a, b)
+
+
+# Hypothesis draws programs of up to stateful_step_count steps, some shorter: 300
+# examples of up to 32 steps give well over 200 programs of 30 steps or more.
+ModelVersusLibssl.TestCase.settings = settings(
+    max_examples=300,
+    stateful_step_count=32,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestModelVersusLibssl = ModelVersusLibssl.TestCase
