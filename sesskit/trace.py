@@ -43,9 +43,10 @@ STAT_NAMES = (
     "cache_full",
 )
 _CHECKPOINT_EVERY = 64
+_EDIT_ABOVE = 16  # caches with more members than this are stored as edits
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SessionState:
     """One SSL_SESSION as seen at a step.
 
@@ -61,7 +62,7 @@ class SessionState:
     freed: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SSLState:
     """One SSL object: which session it points at (``s->session``), if any."""
 
@@ -73,7 +74,7 @@ class SSLState:
     cleared: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RefState:
     """A pointer the user holds: ``get0`` (borrowed) or ``get1`` (owns +1)."""
 
@@ -85,38 +86,54 @@ class RefState:
     dangling: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CacheState:
     """An SSL_CTX internal session cache.
 
     ``members`` are labels in OpenSSL's list order: the head (latest expiry)
     first, the tail -- next to be evicted or flushed -- last.
+
+    Inside a stored :class:`Step` a cache may carry ``edit`` instead of its
+    members: ``(removed labels, (index, label) insertions)`` against the
+    previous step's list, so that a long story with a large cache does not
+    store the whole list at every step.  Snapshots always have full members.
     """
 
     side: str
     size: int = 0
     members: tuple[str, ...] = ()
     stats: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(STAT_NAMES, 0))
+    edit: tuple[tuple[str, ...], tuple[tuple[int, str], ...]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "members", tuple(self.members))
         object.__setattr__(self, "stats", MappingProxyType(dict(self.stats)))
+        if self.edit is not None:
+            removed, inserted = self.edit
+            object.__setattr__(self, "edit", (tuple(removed), tuple((int(i), str(x)) for i, x in inserted)))
+
+    def after(self, previous: tuple[str, ...]) -> CacheState:
+        """This state with full members, given the members before it."""
+        if self.edit is None:
+            return self
+        return CacheState(self.side, self.size, _apply_edit(previous, self.edit), self.stats)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CacheState):
             return NotImplemented
-        return (self.side, self.size, self.members, dict(self.stats)) == (
+        return (self.side, self.size, self.members, dict(self.stats), self.edit) == (
             other.side,
             other.size,
             other.members,
             dict(other.stats),
+            other.edit,
         )
 
     def __hash__(self) -> int:
         return hash((self.side, self.size, self.members))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delta:
     """What one operation changed: new states of the objects it touched."""
 
@@ -158,10 +175,18 @@ class Delta:
         return cls(
             sessions={k: SessionState(**v) for k, v in d.get("sessions", {}).items()},
             ssls={k: SSLState(**v) for k, v in d.get("ssls", {}).items()},
-            caches={k: CacheState(**v) for k, v in d.get("caches", {}).items()},
+            caches={k: _cache_from_dict(v) for k, v in d.get("caches", {}).items()},
             refs={int(k): RefState(**v) for k, v in d.get("refs", {}).items()},
             time=d.get("time"),
         )
+
+
+def _cache_from_dict(v: Mapping[str, Any]) -> CacheState:
+    v = dict(v)
+    edit = v.pop("edit", None)
+    if edit is not None:
+        v["edit"] = (edit["removed"], [tuple(x) for x in edit["inserted"]])
+    return CacheState(**v)
 
 
 def _compact(d: dict[str, Any]) -> dict[str, Any]:
@@ -169,11 +194,49 @@ def _compact(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if not (v is False or v is None) or k in ("label", "name")}
 
 
+def _apply_edit(
+    previous: tuple[str, ...], edit: tuple[tuple[str, ...], tuple[tuple[int, str], ...]]
+) -> tuple[str, ...]:
+    members = list(previous)
+    for label in edit[0]:
+        members.remove(label)
+    for index, label in edit[1]:
+        members.insert(index, label)
+    return tuple(members)
+
+
+def _edit_between(
+    previous: tuple[str, ...], new: tuple[str, ...], touched: list[str], previous_set: set[str]
+) -> tuple[tuple[str, ...], tuple[tuple[int, str], ...]] | None:
+    """The small edit turning ``previous`` into ``new`` if only ``touched`` moved, else None.
+
+    Every step is C-level list work: the cost stays small even for a large cache.
+    """
+    removed = tuple(x for x in touched if x in previous_set)
+    new_set = {label for label in touched if label in new}
+    inserted = []
+    for label in touched:
+        if label in new_set:
+            inserted.append((new.index(label), label))
+    inserted.sort()
+    edit = (removed, tuple(inserted))
+    try:
+        if _apply_edit(previous, edit) == new:
+            return edit
+    except ValueError:
+        pass
+    return None
+
+
 def _cache_dict(c: CacheState) -> dict[str, Any]:
+    if c.edit is not None:
+        removed, inserted = c.edit
+        edit = {"removed": list(removed), "inserted": [list(x) for x in inserted]}
+        return {"side": c.side, "size": c.size, "edit": edit, "stats": dict(c.stats)}
     return {"side": c.side, "size": c.size, "members": list(c.members), "stats": dict(c.stats)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything alive (and everything freed) at one step."""
 
@@ -185,10 +248,13 @@ class Snapshot:
 
     def apply(self, delta: Delta) -> Snapshot:
         """The snapshot after ``delta``."""
+        caches = dict(self.caches)
+        for side, c in delta.caches.items():
+            caches[side] = c.after(caches[side].members)
         return Snapshot(
             time=self.time if delta.time is None else delta.time,
             sessions={**self.sessions, **delta.sessions},
-            caches={**self.caches, **delta.caches},
+            caches=caches,
             ssls={**self.ssls, **delta.ssls},
             refs={**self.refs, **delta.refs},
         )
@@ -197,7 +263,7 @@ class Snapshot:
         return {k: v for k, v in self.sessions.items() if not v.freed}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """One operation: ``op`` is the C function's name, ``target`` what it acted on."""
 
@@ -247,20 +313,50 @@ class Trace:
         self._ssls: dict[str, SSLState] = {}
         self._caches: dict[str, CacheState] = dict(empty.caches)
         self._refs: dict[int, RefState] = {}
+        self._members: dict[str, set[str]] = {side: set() for side in SIDES}
         self._last: Snapshot | None = empty
 
     # -- recording ---------------------------------------------------------
     def append(self, op: str, target: str, why: str, changes: Delta, result: str | None = None) -> Step:
-        step = Step(len(self._steps), op, target, why, changes, result)
+        stored = self._compact(changes)
+        step = Step(len(self._steps), op, target, why, stored, result)
         self._steps.append(step)
         if changes.time is not None:
             self._time = changes.time
         self._sessions.update(changes.sessions)
         self._ssls.update(changes.ssls)
-        self._caches.update(changes.caches)
+        for side, c in changes.caches.items():
+            previous = self._caches[side]
+            full = c.after(previous.members)
+            self._caches[side] = full
+            edit = stored.caches[side].edit
+            if edit is not None:
+                members = self._members[side]
+                members.difference_update(edit[0])
+                members.update(label for _, label in edit[1])
+            elif full.members != previous.members:
+                self._members[side] = set(full.members)
         self._refs.update(changes.refs)
         self._last = None
         return step
+
+    def _compact(self, changes: Delta) -> Delta:
+        """Store a large cache's list as an edit of the previous step's list."""
+        if not any(len(c.members) > _EDIT_ABOVE for c in changes.caches.values()):
+            return changes
+        caches = dict(changes.caches)
+        for side, c in changes.caches.items():
+            if c.edit is not None or len(c.members) <= _EDIT_ABOVE:
+                continue
+            touched = [
+                label
+                for label, st in changes.sessions.items()
+                if st.cache == side or label in self._members[side]
+            ]
+            edit = _edit_between(self._caches[side].members, c.members, touched, self._members[side])
+            if edit is not None:
+                caches[side] = CacheState(side, c.size, (), c.stats, edit)
+        return Delta(changes.sessions, changes.ssls, caches, changes.refs, changes.time)
 
     # -- the latest state, without building a snapshot ------------------------
     @property

@@ -73,3 +73,27 @@ def test_bad_json_is_refused() -> None:
 
     with pytest.raises(ValueError, match="not a sesskit trace"):
         Trace.from_json('{"format": 99, "steps": []}')
+
+
+def test_a_large_cache_is_stored_as_edits_and_snapshots_stay_exact() -> None:
+    lab = sesskit.Lab(engine="libssl", tls="1.2", tickets=False, cache_size=40, explain=False)
+    live = [lab.snapshot()]
+    links = []
+    for i in range(60):
+        links.append(lab.connect())
+        live.append(lab.snapshot())
+        if i % 7 == 3:
+            links[i - 2].server.free()  # dirty: a session leaves from the middle of the list
+            live.append(lab.snapshot())
+    lab.advance(100)
+    live.append(lab.snapshot())
+    lab.flush(at=lab.time + 7200)
+    live.append(lab.snapshot())
+    assert [lab.trace.snapshot(i) for i in range(len(lab.trace))] == live
+    assert max(len(s.caches["server"].members) for s in live) == 39  # N-1 held for size N
+    stored = sum(len(c.members) for st in lab.trace for c in st.changes.caches.values())
+    edits = sum(1 for st in lab.trace for c in st.changes.caches.values() if c.edit is not None)
+    assert edits > 40 and stored < 20 * len(lab.trace)  # not the whole list at every step
+    back = Trace.from_json(lab.trace.to_json())
+    assert [back.snapshot(i) for i in range(len(back))] == live
+    lab.close()
