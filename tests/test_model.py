@@ -181,12 +181,13 @@ def test_tls13_expired_ticket_is_not_offered(make_lab: MakeLab) -> None:
 
 def test_tls13_stateful_expired_lookup_counts_a_timeout_but_stays_cached(make_lab: MakeLab) -> None:
     lab = make_lab(tls="1.3", tickets=False, timeout=100)
-    link = lab.connect()
-    link.client.read()
+    link = lab.connect()  # the server stamps its tickets at t=0
+    lab.advance(50)
+    link.client.read()  # the client stamps its copies at t=50
     ref = link.client.get1_session()
     close_cleanly(link)
     cached = lab.snapshot().caches["server"].members
-    lab.advance(101)  # offered (age - 1 <= hint) but expired on the server
+    lab.advance(60)  # client age 60: offered; server age 110 > 100: expired
     again = lab.connect(resume=ref)
     assert not again.reused
     snap = lab.snapshot()
@@ -249,6 +250,21 @@ def test_auto_flush_runs_at_the_256th_good_handshake(make_lab: MakeLab) -> None:
     cache = lab.snapshot().caches["server"]
     assert cache.members == (server_session(last), server_session(fresh))  # the 254 expired ones went
     assert cache.stats["accept_good"] == 256 and cache.stats["timeouts"] == 0
+
+
+def test_tls13_client_cache_auto_flushes_at_the_255th_handshakes_tickets(make_lab: MakeLab) -> None:
+    # TLS 1.3 clients update the cache per ticket, after connect_good was counted.
+    lab = make_lab(tls="1.3", client_cache=True, timeout=10)
+    for _ in range(254):
+        lab.connect().client.read()
+    lab.advance(20)
+    link = lab.connect()
+    assert lab.snapshot().caches["client"].size == 2 * 254
+    link.client.read()
+    cache = lab.snapshot().caches["client"]
+    assert cache.stats["connect_good"] == 255
+    assert cache.size == 2  # only this handshake's two tickets survived the flush
+    assert cache.members[0] == client_session(link)
 
 
 # -- the client's dirty close ---------------------------------------------------------------
