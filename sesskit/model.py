@@ -606,7 +606,9 @@ class Model:
         if self.tls13:
             if index > 0 or s.hit:
                 assert s.session is not None
-                self._set_session(s, self._dup(s.session))
+                old, new = s.session, self._dup(s.session)
+                self._set_session(s, new)
+                self.note("the server made ticket {} on a copy of {}, which its SSL let go", new, old)
             sess = s.session
             assert sess is not None
             sess.sid = next(self._ids)

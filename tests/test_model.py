@@ -292,5 +292,5 @@ def test_model_explains_each_step_with_its_numbers() -> None:
         link.server.free()
         why = lab.trace[-1].why
         assert "close_notify" in why and "not resumable" in why
-        assert f"{label} 2 → 0, freed" in why
+        assert f"{label} 2 → 0, freed" in why, why
         assert lab.openssl_version.startswith("model of OpenSSL 3.0")

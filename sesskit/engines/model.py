@@ -57,11 +57,14 @@ class ModelEngine:
             if st != old:
                 sessions[s.label] = st
                 self._last[s.label] = st
-                before = old.refcount if old is not None else 0
-                if st.freed:
-                    moves.append(f"{s.label} {before} → 0, freed")
-                elif before != st.refcount:
-                    moves.append(f"{s.label} {before} → {st.refcount}")
+                if old is None:
+                    moves.append(
+                        f"{s.label} made and freed" if st.freed else f"{s.label} new at {st.refcount}"
+                    )
+                elif st.freed:
+                    moves.append(f"{s.label} {old.refcount} → 0, freed")
+                elif old.refcount != st.refcount:
+                    moves.append(f"{s.label} {old.refcount} → {st.refcount}")
         caches: dict[str, CacheState] = {}
         for side in sorted(log.caches):
             cs = self._cache_state(side)
@@ -75,7 +78,9 @@ class ModelEngine:
         parts = [lead.rstrip(".") + "."]
         if log.notes:
             text = "; ".join(log.notes)
-            parts.append(text[0].upper() + text[1:] + ".")
+            if not text[1].isdigit():  # "c1 had..." keeps its SSL name as written
+                text = text[0].upper() + text[1:]
+            parts.append(text + ".")
         if moves:
             parts.append("Refcounts: " + ", ".join(moves) + ".")
         return " ".join(parts)
