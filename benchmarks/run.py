@@ -1,0 +1,128 @@
+"""Run every benchmark, print one table against the targets, and save it as JSON.
+
+    .venv/bin/python benchmarks/run.py [--quick]
+
+Each benchmark runs in its own interpreter; every comparison inside one runs
+both sides in the same process and run (ratios, not absolute times, are the
+figures to compare across machines).  Results: benchmarks/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+def run(script: str, args: list[str], out: Path) -> dict[str, Any]:
+    t = time.perf_counter()
+    subprocess.run([sys.executable, str(HERE / script), *args], check=True, stdout=subprocess.DEVNULL)
+    data: dict[str, Any] = json.loads(out.read_text())
+    data["_seconds"] = round(time.perf_counter() - t, 1)
+    return data
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def rows(core: dict[str, Any], mem: dict[str, Any], see: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    out = []
+    for name, v in core["connect"].items():
+        if name.endswith("_no_model"):
+            continue
+        out.append(
+            (
+                f"Lab.connect {name} vs bare cffi",
+                f"{v['lab_us']:.0f} µs vs {v['bare_us']:.0f} µs = {v['ratio']:.2f}x",
+                "<= 1.15x",
+                v["ratio"] <= 1.15,
+            )
+        )
+    obs = core["observation"]
+    big = max(obs, key=int)
+    out.append(
+        (
+            f"observed step at {big} vs 10 live sessions",
+            f"{obs[big]['step_us']:.1f} µs vs {obs['10']['step_us']:.1f} µs = {obs[big]['vs_smallest']:.2f}x",
+            "<= 1.5x",
+            obs[big]["vs_smallest"] <= 1.5,
+        )
+    )
+    if see:
+        click = see.get("click_ms", {}).get("500")
+        if click is not None:
+            out.append(
+                ("Stepper click -> redrawn figure, 500 steps", f"{click:.1f} ms", "<= 50 ms", click <= 50)
+            )
+        tl = see.get("timeline_10k_ms")
+        if tl is not None:
+            out.append(("timeline, 10,000 steps x 1,000 sessions", f"{tl:.0f} ms", "<= 1000 ms", tl <= 1000))
+    worst = max(v["bytes_per_step"] for v in mem["trace"].values())
+    out.append(("trace memory per step (workshop mix)", f"{worst:.0f} B", "<= 2048 B", worst <= 2048))
+    p = mem["peak"]
+    out.append(
+        (
+            f"peak memory, lab with {p['live_sessions']} live sessions",
+            f"+{p['peak_rss_growth_mib']:.0f} MiB ({p['per_session_kib']:.1f} KiB/session)",
+            "reported",
+            True,
+        )
+    )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = ap.parse_args()
+    quick = ["--quick"] if args.quick else []
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        core = run("bench_core.py", [*quick, "--json", str(t / "core.json")], t / "core.json")
+        mem = run("bench_memory.py", [*quick, "--json", str(t / "mem.json")], t / "mem.json")
+        see = (
+            run("bench_see.py", [str(t / "see.json")], t / "see.json")
+            if (HERE / "bench_see.py").exists()
+            else {}
+        )
+    table = rows(core, mem, see)
+    result = {"machine": machine(), "core": core, "memory": mem, "see": see, "table": table}
+    print(f"{'measure':48} {'figure':42} {'target':10} met")
+    for name, fig, target, ok in table:
+        print(f"{name:48} {fig:42} {target:10} {'yes' if ok else 'NO'}")
+    m = result["machine"]
+    print(f"\nmachine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}")
+    if not args.quick:
+        out = HERE / "results" / "latest.json"
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"saved {out.relative_to(HERE.parent)}")
+
+
+if __name__ == "__main__":
+    main()
