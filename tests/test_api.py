@@ -177,3 +177,18 @@ def test_auto_picks_the_real_engine_and_says_which() -> None:
         assert lab.engine_name == "libssl"
         assert lab.openssl_version.startswith("OpenSSL 3.")
         assert lab.engine_note == ""
+
+
+def test_auto_falls_back_to_the_model_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sesskit.engines import libssl
+
+    def unavailable(config: object) -> None:
+        raise SesskitError("libssl is not loaded in this process")
+
+    monkeypatch.setattr(libssl, "LibsslEngine", unavailable)
+    with sesskit.Lab() as lab:
+        assert lab.engine_name == "model"
+        assert "libssl is not loaded" in lab.engine_note and "model" in lab.engine_note
+        assert lab.connect().client.get0_session() is not None
+    with pytest.raises(SesskitError, match="not loaded"):
+        sesskit.Lab(engine="libssl")  # asked for by name: no silent fallback
