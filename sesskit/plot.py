@@ -311,14 +311,20 @@ def _split(ax: Axes) -> tuple[Axes, Axes]:
     return upper, lower
 
 
-def _draw_timeline(ax_ref: Axes, ax_cache: Axes, data: TimelineData, step: int | None) -> list[int]:
-    n = max(data.n, 1)
-    many = len(data.labels) > 40
+def _draw_timeline(
+    ax_ref: Axes,
+    ax_cache: Axes,
+    data: TimelineData,
+    step: int | None,
+    span: int | None = None,
+    cache_top: int | None = None,
+) -> list[int]:
+    """Draw a timeline over ``span`` steps of x axis (default: the trace's length)."""
+    n = max(data.n, span or 1)
     ax_ref.set_label("sesskit-timeline-refcount")
     ax_cache.set_label("sesskit-timeline-cache")
-    _draw_refcount_lines(ax_ref, data, many)
-    _draw_marks(ax_ref, data)
-    _draw_cache_sizes(ax_cache, data)
+    _draw_timeline_data(ax_ref, ax_cache, data)
+    _draw_cache_axis(ax_cache, cache_top if cache_top is not None else _cache_top(data))
     for a in (ax_ref, ax_cache):
         a.set_xlim(-0.5, n - 0.5)
         a.grid(axis="y", color="#e6e6e6", linewidth=0.8)
@@ -331,7 +337,7 @@ def _draw_timeline(ax_ref: Axes, ax_cache: Axes, data: TimelineData, step: int |
     ax_ref.set_ylabel("refcount")
     ax_ref.tick_params(axis="x", which="both", bottom=False, labelbottom=False)
     ax_ref.set_title("SSL_SESSION refcounts", loc="left", fontsize=11)
-    ticks = _op_ticks(ax_cache, data)
+    ticks = _op_ticks(ax_cache, data, n)
     if len(data.labels) <= _MAX_LEGEND:
         _legend(ax_ref, data)
     else:
@@ -341,13 +347,21 @@ def _draw_timeline(ax_ref: Axes, ax_cache: Axes, data: TimelineData, step: int |
     return ticks
 
 
+def _draw_timeline_data(ax_ref: Axes, ax_cache: Axes, data: TimelineData) -> list[Any]:
+    """The artists that change with every step (lines, bands, marks, cache sizes)."""
+    artists = _draw_refcount_lines(ax_ref, data, len(data.labels) > 40)
+    artists += _draw_marks(ax_ref, data)
+    artists += _cache_size_lines(ax_cache, data)
+    return artists
+
+
 def _int_locator() -> Any:
     from matplotlib.ticker import MaxNLocator
 
     return MaxNLocator(integer=True, nbins=6)
 
 
-def _draw_refcount_lines(ax: Axes, data: TimelineData, many: bool) -> None:
+def _draw_refcount_lines(ax: Axes, data: TimelineData, many: bool) -> list[Any]:
     colors = [session_color(label) for label in data.labels]
     paths, bands, band_colors = [], [], []
     for label, color in zip(data.labels, colors, strict=True):
@@ -378,9 +392,10 @@ def _draw_refcount_lines(ax: Axes, data: TimelineData, many: bool) -> None:
     lines.sesskit_labels = list(data.labels)  # type: ignore[attr-defined]
     lines.sesskit_offsets = [_lane_offset(label) for label in data.labels]  # type: ignore[attr-defined]
     ax.add_collection(lines, autolim=False)
+    return [coll_band, lines]
 
 
-def _draw_marks(ax: Axes, data: TimelineData) -> None:
+def _draw_marks(ax: Axes, data: TimelineData) -> list[Any]:
     size = 70.0 if len(data.labels) <= 40 else 28.0
     freed = [(i, _lane_offset(label), session_color(label)) for label, i in data.freed_at.items()]
     xs = [f[0] for f in freed]
@@ -403,10 +418,15 @@ def _draw_marks(ax: Axes, data: TimelineData) -> None:
     )
     dang.set_gid("timeline:dangling")
     dang.sesskit_refs = [(d[1], d[2]) for d in data.dangling]  # type: ignore[attr-defined]
+    return [pts, dang]
 
 
-def _draw_cache_sizes(ax: Axes, data: TimelineData) -> None:
-    top = 1
+def _cache_top(data: TimelineData) -> int:
+    return max([1] + [p[1] for points in data.cache_sizes.values() for p in points])
+
+
+def _cache_size_lines(ax: Axes, data: TimelineData) -> list[Any]:
+    lines = []
     for side in ("server", "client"):
         points = data.cache_sizes.get(side, [(0, 0)])
         verts = np.asarray(_step_path(points, data.n - 0.5))
@@ -417,13 +437,30 @@ def _draw_cache_sizes(ax: Axes, data: TimelineData) -> None:
             linewidth=1.6,
             linestyle="-" if side == "server" else (0, (4, 2)),
             label=f"{side} cache",
+            scalex=False,
+            scaley=False,
         )
         line.set_gid(f"timeline:cache-size:{side}")
-        top = max(top, max(p[1] for p in points))
+        lines.append(line)
+    return lines
+
+
+def _draw_cache_axis(ax: Axes, top: int) -> None:
     ax.set_ylim(-0.3, top * 1.15 + 0.3)
     ax.yaxis.set_major_locator(_int_locator())
     ax.set_ylabel("cache size", fontsize=9)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=_CACHE_LINE[side],
+            linewidth=1.6,
+            linestyle="-" if side == "server" else (0, (4, 2)),
+            label=f"{side} cache",
+        )
+        for side in ("server", "client")
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
 
 def _tick_stride(n: int, ax: Axes) -> int:
@@ -437,14 +474,14 @@ def _tick_stride(n: int, ax: Axes) -> int:
     return int(np.ceil(n / room))
 
 
-def _op_ticks(ax: Axes, data: TimelineData) -> list[int]:
-    stride = _tick_stride(data.n, ax)
+def _op_ticks(ax: Axes, data: TimelineData, span: int) -> list[int]:
+    stride = _tick_stride(span, ax)
     ticks = list(range(0, data.n, stride))
     style: dict[str, Any] = {"rotation": 90}
-    if data.n <= 12:
+    if span <= 12:
         style = {"rotation": 35, "ha": "right", "rotation_mode": "anchor"}
     ax.set_xticks(ticks, [data.ops[i] for i in ticks], fontsize=8, **style)
-    if stride > 1 and data.n <= 150:  # every minor tick is a Tick object: keep them few
+    if stride > 1 and span <= 150:  # every minor tick is a Tick object: keep them few
         ax.set_xticks(range(data.n), minor=True)
         ax.tick_params(axis="x", which="minor", length=2, color="#bbbbbb")
     xlabel = "C call at each step" if stride == 1 else f"C call (labels every {stride} steps)"
@@ -560,7 +597,7 @@ class _HeapLayout:
         height_pt = pos.height * fig.get_figheight() * 72  # type: ignore[union-attr]
         usable = 0.84 * height_pt
         fs = min(10.0, max(5.5, usable / (max(rows, 4) * 4.1)))
-        fs = min(fs, width_pt / 42)  # three columns of ~20 characters must fit side by side
+        fs = min(fs, width_pt / 48)  # three columns of ~20 characters must fit side by side
         slot = fs * 4.1 / height_pt
         return cls(fs, slot, max(1, int(usable / (fs * 4.1))), width_pt, height_pt)
 
@@ -630,17 +667,18 @@ def _draw_heap(ax: Axes, snap: Snapshot, title: str | None, max_dangling: int | 
     shown = holders[: lay.max_rows]
     texts = [_holder_text(obj) for obj in shown]
     w = max((lay.box(t.split("\n"))[0] for t in texts), default=0.1)
+    x_hold = max(_X_HOLD, w / 2 + 0.005)
     for obj, text, y in zip(shown, texts, lay.rows(len(shown)), strict=True):
         h = lay.box(text.split("\n"))[1]
         if isinstance(obj, RefState):
             edge = _DANGLING if obj.dangling else "#1f4e99"
             dashed = obj.kind == "get0" or obj.released
             boxes[f"ref:{obj.id}"] = _box(
-                ax, _X_HOLD, y, w, h, text, lay.fs, "white", edge, f"ref:#{obj.id}", dashed
+                ax, x_hold, y, w, h, text, lay.fs, "white", edge, f"ref:#{obj.id}", dashed
             )
         else:
             boxes[f"ssl:{obj.name}"] = _box(
-                ax, _X_HOLD, y, w, h, text, lay.fs, "#f2f2f2", "#555555", f"ssl:{obj.name}"
+                ax, x_hold, y, w, h, text, lay.fs, "#f2f2f2", "#555555", f"ssl:{obj.name}"
             )
     more = len(holders) - len(shown) + hidden_dangling
     _more(
@@ -899,8 +937,15 @@ class StoryFigure:
 
     :meth:`show` redraws only what changed: moving to another step of the same
     trace redraws the heap and moves the highlight; a longer trace folds only
-    its new steps and redraws the timeline.  Used by :func:`overview`,
-    :func:`animate` and the Stepper widget.
+    its new steps.  Used by :func:`overview`, :func:`animate` and the Stepper.
+
+    With ``layered=True`` (the Stepper's PNG path) the figure is rendered in two
+    layers: the static one -- axes, tick labels, legends, most of the text, the
+    costly part of an Agg draw -- is drawn once and kept as pixels; the heap and
+    the timeline's data are drawn over it on each :meth:`png`.  The x axis then
+    leaves room for the steps to come, so a new step rarely changes the static
+    layer.  A layered figure must be read through :meth:`png` (a plain
+    ``savefig`` would leave out the animated layer).
 
     Parameters
     ----------
@@ -908,21 +953,36 @@ class StoryFigure:
         A figure to draw on (it is cleared); by default a new Agg figure.
     figsize, dpi
         Size of the new figure.
+    layered : bool
+        Render in two layers (see above).
     """
 
-    def __init__(self, fig: Figure | None = None, figsize: tuple[float, float] = (16, 6.2), dpi: float = 100):
+    def __init__(
+        self,
+        fig: Figure | None = None,
+        figsize: tuple[float, float] = (16, 6.2),
+        dpi: float = 100,
+        layered: bool = False,
+    ) -> None:
         if fig is None:
             fig = _new_figure(figsize, dpi)
         else:
             fig.clear()
         self.fig = fig
+        self.layered = layered
         self.ax_heap, self.ax_ref, self.ax_cache = _overview_axes(fig)
+        self.ax_heap.set_animated(layered)
         self._trace: Trace | None = None
         self._data = TimelineData()
         self._ticks: list[int] = []
+        self._tick_labels: list[Any] = []
         self._spans: list[Any] = []
         self._lines: list[Any] = []
+        self._dynamic: list[Any] = []
         self._bold: Any = None
+        self._key: tuple[Any, ...] | None = None
+        self._span = 0
+        self._bg: Any = None
         self.step: int | None = None
 
     def show(self, trace: Trace, step: int | None = None) -> Figure:
@@ -933,26 +993,54 @@ class StoryFigure:
         if step < 0:
             step += n
         if trace is not self._trace or n < self._data.n:
-            self._trace, self._data = trace, TimelineData()
-        if n != self._data.n or not self._spans:
-            self._data.extend(trace)
+            self._trace, self._data, self._key = trace, TimelineData(), None
+        grew = n != self._data.n
+        self._data.extend(trace)
+        if self.layered:
+            key = self._static_key()
+            if key != self._key:
+                self._key = key
+                self._redraw_timeline()
+            elif grew:
+                self._redraw_data()
+        elif grew or not self._spans:
             self._redraw_timeline()
         self.step = step
+        _clear(self.ax_heap)
         if n:
             self._move_highlight(step)
             st = trace[step]
-            title = f"step {step}: {st.op}({st.target})"
-            _clear(self.ax_heap)
-            _draw_heap(self.ax_heap, trace.snapshot(step), title)
+            _draw_heap(self.ax_heap, trace.snapshot(step), f"step {step}: {st.op}({st.target})")
         else:
-            _clear(self.ax_heap)
             _draw_heap(self.ax_heap, Snapshot(), None)
         return self.fig
+
+    # -- the timeline ------------------------------------------------------
+    def _static_key(self) -> tuple[Any, ...]:
+        """What the static layer shows: when it changes, the static layer is redrawn."""
+        data = self._data
+        if data.n >= self._span:
+            self._span = max(12, int(data.n * 1.15) + 4)  # room for the steps to come
+        stride = _tick_stride(self._span, self.ax_cache)
+        # Labels of steps newer than the static layer are drawn with the data (see
+        # _new_tick_labels); only a handful, so the static layer is redrawn now and then.
+        labelled = self._key[2] if self._key and self._key[1] == stride else -(-data.n // stride)
+        if len(range(labelled * stride, data.n, stride)) > 6:
+            labelled = -(-data.n // stride)
+        legend = tuple(data.labels) if len(data.labels) <= _MAX_LEGEND else len(data.labels)
+        cache_top = _cache_top(data)
+        cache_top = -(-cache_top * 5 // 4 // 5) * 5 if cache_top > 4 else 4
+        return (self._span, stride, labelled, max(data.max_refcount, 1), cache_top, legend)
 
     def _redraw_timeline(self) -> None:
         self.ax_ref.clear()
         self.ax_cache.clear()
-        self._ticks = _draw_timeline(self.ax_ref, self.ax_cache, self._data, None)
+        span = self._key[0] if self._key else None
+        cache_top = self._key[4] if self._key else None
+        self._ticks = _draw_timeline(self.ax_ref, self.ax_cache, self._data, None, span, cache_top)
+        if self._key:  # the static layer labels every step so far
+            stride = self._key[1]
+            self._key = (*self._key[:2], -(-self._data.n // stride), *self._key[3:])
         self._tick_labels = self.ax_cache.get_xticklabels()
         self._bold = None
         self._spans = [
@@ -965,6 +1053,59 @@ class StoryFigure:
                 a.axvline(0, color="#c79100", linewidth=1.0, zorder=0.5, gid="timeline:current-line")
                 for a in (self.ax_ref, self.ax_cache)
             ]
+        self._step_text = self.ax_ref.text(
+            1.0,
+            1.02,
+            "",
+            transform=self.ax_ref.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=10,
+            color="#6d4c00",
+        )
+        self._dynamic = [a for a in (*self.ax_ref.collections, *self.ax_cache.lines) if a not in self._lines]
+        self._dynamic += [*self._spans, *self._lines, self._step_text]
+        for artist in self._dynamic:
+            artist.set_animated(self.layered)
+        self._bg = None
+
+    def _redraw_data(self) -> None:
+        """Layered fast path: only the data artists of the timeline are made again."""
+        keep = {*self._spans, *self._lines, self._step_text}
+        for artist in self._dynamic:
+            if artist not in keep:
+                artist.remove()
+        fresh = _draw_timeline_data(self.ax_ref, self.ax_cache, self._data)
+        fresh += self._new_tick_labels()
+        for artist in fresh:
+            artist.set_animated(True)
+        self._dynamic = [*fresh, *self._spans, *self._lines, self._step_text]
+
+    def _new_tick_labels(self) -> list[Any]:
+        """Tick labels of the steps added since the static layer was drawn, styled like the others."""
+        from matplotlib.transforms import ScaledTranslation
+
+        assert self._key is not None
+        span, stride, labelled = self._key[:3]
+        ax = self.ax_cache
+        offset = ScaledTranslation(0, -7 / 72, self.fig.dpi_scale_trans)
+        style: dict[str, Any] = {"rotation": 90, "ha": "center", "va": "top"}
+        if span <= 12:
+            style = {"rotation": 35, "ha": "right", "va": "top", "rotation_mode": "anchor"}
+        labels = []
+        for i in range(labelled * stride, self._data.n, stride):
+            text = ax.text(
+                i,
+                0,
+                self._data.ops[i],
+                transform=ax.get_xaxis_transform() + offset,
+                fontsize=8,
+                clip_on=False,
+                **style,
+            )
+            text.set_gid("timeline:new-tick-label")
+            labels.append(text)
+        return labels
 
     def _move_highlight(self, step: int) -> None:
         data = self._data
@@ -972,27 +1113,40 @@ class StoryFigure:
             span.set_x(step - 0.5)
         for line in self._lines:
             line.set_xdata([step, step])
-        self.ax_ref.set_title(
-            f"step {step}: {data.ops[step]}({data.targets[step]})", loc="right", fontsize=10, color="#6d4c00"
-        )
+        self._step_text.set_text(f"step {step}: {data.ops[step]}({data.targets[step]})")
         if self._bold is not None:
             self._bold.set_fontweight("normal")
             self._bold.set_color("black")
             self._bold = None
-        if step in self._ticks:
+        if step in self._ticks and not self.layered:  # a bold label would need the static layer redrawn
             self._bold = self._tick_labels[self._ticks.index(step)]
             self._bold.set_fontweight("bold")
             self._bold.set_color("#6d4c00")
 
+    # -- output ------------------------------------------------------------
+    def render(self) -> None:
+        """Draw the figure into its Agg buffer (layered: static pixels + dynamic artists)."""
+        canvas = self.fig.canvas
+        if not self.layered:
+            canvas.draw()
+            return
+        if self._bg is None:
+            canvas.draw()  # animated artists are left out: this is the static layer
+            self._bg = canvas.copy_from_bbox(self.fig.bbox)  # type: ignore[attr-defined]
+        else:
+            canvas.restore_region(self._bg)  # type: ignore[attr-defined]
+        for artist in sorted(self._dynamic, key=lambda a: a.get_zorder()):
+            self.fig.draw_artist(artist)
+        self.fig.draw_artist(self.ax_heap)
+
     def png(self, compress_level: int = 1) -> bytes:
-        """The figure as PNG bytes, rendered once with Agg (fast, lightly compressed)."""
+        """The figure as PNG bytes, rendered with Agg (fast, lightly compressed)."""
         import io
 
         from PIL import Image
 
-        canvas = self.fig.canvas
-        canvas.draw()
-        rgba = canvas.buffer_rgba()  # type: ignore[attr-defined]
+        self.render()
+        rgba = self.fig.canvas.buffer_rgba()  # type: ignore[attr-defined]
         h, w = rgba.shape[:2]
         buf = io.BytesIO()
         Image.frombuffer("RGBA", (w, h), rgba, "raw", "RGBA", 0, 1).save(

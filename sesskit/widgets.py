@@ -197,7 +197,7 @@ class Stepper(widgets.VBox):
             self.figure = canvas
         else:
             self.render_mode = "png"
-            self._story = StoryFigure(figsize=figsize, dpi=dpi)
+            self._story = StoryFigure(figsize=figsize, dpi=dpi, layered=True)
             self.figure = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.figure.add_class("sesskit-figure")
 

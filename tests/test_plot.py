@@ -418,3 +418,22 @@ def test_lab_show_returns_a_figure() -> None:
         fig = lab.show()
         assert isinstance(fig, Figure)
         render(fig)
+
+
+def test_layered_story_figure_redraws_without_piling_up_artists() -> None:
+    t = synthetic_trace(30, seed=11)
+    story = plot.StoryFigure(figsize=(13, 5.2), dpi=80, layered=True)
+    story.show(t)
+    first = story.png()
+    assert first.startswith(b"\x89PNG")
+    extra = synthetic_trace(60, seed=11)
+    for i in range(30, 60):
+        t.append(extra[i].op, extra[i].target, extra[i].why, extra[i].changes)
+        story.show(t, i - 3)
+        story.png()
+    assert len(story.ax_ref.collections) == 4  # cache bands, refcount lines, freed and dangling marks
+    assert len(story.ax_cache.lines) == 2 + len(story._lines)
+    assert len(story.ax_cache.texts) <= 6  # labels of steps newer than the static layer
+    lines = one(story.fig, "timeline:refcount")
+    assert set(lines.sesskit_labels) == set(t.snapshot().sessions)
+    assert story.step == 56
