@@ -25,11 +25,14 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
+# Measure this checkout's sesskit, whatever the environment has installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sesskit
 from sesskit import plot
