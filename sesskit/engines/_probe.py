@@ -21,12 +21,13 @@ sessions they hold a reference to (freed memory can look plausible).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CalibrationError
 
-__all__ = ["Offsets", "calibrate"]
+__all__ = ["Offsets", "calibrate", "refcount_offset"]
 
 _SCAN_BYTES = 4096  # far larger than any ssl_session_st seen (928 bytes on 4.0)
 
@@ -52,17 +53,22 @@ def _words64(ffi: Any, p: Any, n: int) -> tuple[int, ...]:
     return struct.unpack_from(f"<{n // 8}Q", ffi.buffer(ffi.cast("char *", p), n)[:])
 
 
-def _refcount_candidates(lib: Any, ffi: Any, libc: Any, sess: Any) -> list[int]:
+def _refcount_candidates(
+    lib: Any, ffi: Any, libc: Any, sess: Any, up: Callable[[], object] | None = None
+) -> list[int]:
     """Words that follow two up_refs and two frees exactly.
 
+    ``up`` takes one reference on ``sess`` (default ``SSL_SESSION_up_ref``; a
+    library without it can pass ``SSL_get1_session`` on an SSL holding ``sess``).
     Frees happen only once a word has risen by 2: if up_ref did not work, freeing
     would destroy the session under us.
     """
+    take = up if up is not None else (lambda: lib.SSL_SESSION_up_ref(sess))
     n = _usable(libc, ffi, sess)
     w0 = _words32(ffi, sess, n)
-    lib.SSL_SESSION_up_ref(sess)
+    take()
     w1 = _words32(ffi, sess, n)
-    lib.SSL_SESSION_up_ref(sess)
+    take()
     w2 = _words32(ffi, sess, n)
     rose = [i for i in range(len(w0)) if w1[i] == w0[i] + 1 and w2[i] == w0[i] + 2]
     if not rose:  # up_ref changed nothing we can see: do not free what we cannot count
@@ -72,6 +78,22 @@ def _refcount_candidates(lib: Any, ffi: Any, libc: Any, sess: Any) -> list[int]:
     lib.SSL_SESSION_free(sess)
     w4 = _words32(ffi, sess, n)
     return [i * 4 for i in rose if w3[i] == w0[i] + 1 and w4[i] == w0[i]]
+
+
+def refcount_offset(lib: Any, ffi: Any, libc: Any, sessions: list[tuple[Any, Callable[[], object]]]) -> int:
+    """The one word that counts references on every ``(session, up)`` pair given.
+
+    For libraries without ``SSL_SESSION_up_ref``/``SSL_SESSION_new`` (pyOpenSSL's
+    OpenSSL): the caller brings live sessions and a way to take a reference.
+    """
+    found = [set(_refcount_candidates(lib, ffi, libc, s, up)) for s, up in sessions]
+    common = sorted(set.intersection(*found)) if found else []
+    if len(common) != 1:
+        raise CalibrationError(
+            f"cannot locate SSL_SESSION.references: candidates {[sorted(f) for f in found]} "
+            "(expected exactly one word that follows SSL_get1_session/SSL_SESSION_free)"
+        )
+    return common[0]
 
 
 def _new_session(lib: Any, ffi: Any, sid: bytes) -> Any:
