@@ -1,0 +1,214 @@
+"""The pyopenssl engine: pyOpenSSL's own OpenSSL, calibrated, honest, separate from libssl."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+
+import pytest
+import test_model as facts
+from conftest import engine_unavailable
+
+import sesskit
+
+pytestmark = pytest.mark.skipif(bool(engine_unavailable("pyopenssl")), reason="pyopenssl engine unavailable")
+
+MakeLab = Callable[..., sesskit.Lab]
+
+
+@pytest.fixture
+def fact_engine() -> str:
+    """``make_lab`` (conftest) builds labs on the pyopenssl engine in this module."""
+    return "pyopenssl"
+
+
+# -- the OPENSSL_FACTS facts of tests/test_model.py that pyOpenSSL's OpenSSL can perform -----
+NEEDS = {
+    "test_dirty_free_or_clear_removes_and_frees_the_session": "SSL_clear (the free half runs below)",
+    "test_clean_clear_keeps_the_session_for_the_next_handshake": "SSL_clear",
+    "test_flush_boundary_is_strict_and_counts_no_timeouts": "SSL_CTX_flush_sessions",
+    "test_model_explains_each_step_with_its_numbers": "the model engine",
+}
+for _name in dir(facts):
+    if _name.startswith("test_") and _name not in NEEDS:
+        globals()[_name] = getattr(facts, _name)
+
+
+def test_dirty_free_removes_and_frees_the_session(make_lab: MakeLab) -> None:
+    facts.test_dirty_free_or_clear_removes_and_frees_the_session(make_lab, "free")
+
+
+# -- which library ----------------------------------------------------------------------------
+def _text_ranges(fragment: str) -> list[tuple[int, int]]:
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 6 and fragment in parts[5] and "x" in parts[1]:
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                out.append((lo, hi))
+    return out
+
+
+def _inside(fn_addr: int, ranges: list[tuple[int, int]]) -> bool:
+    return any(lo <= fn_addr < hi for lo, hi in ranges)
+
+
+def test_runs_on_pyopenssls_own_openssl() -> None:
+    import OpenSSL
+    from OpenSSL._util import ffi, lib
+
+    from sesskit.engines import _pyossl
+
+    with sesskit.Lab(engine="pyopenssl", explain=False) as lab:
+        version = ffi.string(lib.OpenSSL_version(0)).decode()
+        assert lab.openssl_version == f"{version} (pyOpenSSL {OpenSSL.__version__})"
+        engine = lab._engine
+        assert engine._lib is lib and engine._ffi is ffi  # pyOpenSSL's very bindings
+        assert _pyossl.load().lib is lib
+        # SSL_new is the copy linked into cryptography's Rust extension
+        fn = int(ffi.cast("uintptr_t", lib.SSL_new))
+        assert _inside(fn, _text_ranges("_rust.abi3.so"))
+
+
+def test_the_two_engines_use_separate_library_instances() -> None:
+    from sesskit.engines import _libssl_ffi, _pyossl
+
+    try:
+        sys_lib = _libssl_ffi.load()
+    except sesskit.SesskitError as exc:
+        pytest.skip(f"libssl engine unavailable: {exc}")
+    py_lib = _pyossl.load()
+    assert py_lib.ffi is not sys_lib.ffi and py_lib.lib is not sys_lib.lib
+    assert py_lib.version != sys_lib.version  # e.g. "OpenSSL 4.0.3 ..." beside "OpenSSL 3.0.19 ..."
+    py_fn = int(py_lib.ffi.cast("uintptr_t", py_lib.lib.SSL_new))
+    sys_fn = int(sys_lib.ffi.cast("uintptr_t", sys_lib.lib.SSL_new))
+    assert py_fn != sys_fn
+    assert _inside(sys_fn, _text_ranges(sys_lib.path)) and not _inside(py_fn, _text_ranges(sys_lib.path))
+    # Both run side by side in one process; each reads its own sessions.
+    with (
+        sesskit.Lab(engine="pyopenssl", tls="1.2", tickets=False, explain=False) as a,
+        sesskit.Lab(engine="libssl", tls="1.2", tickets=False, explain=False) as b,
+    ):
+        la, lb = a.connect(), b.connect()
+        sa, sb = a._engine._by_label[la.server.session], b._engine._by_label[lb.server.session]
+        assert py_lib.ffi.typeof(sa.ptr) is not None and sys_lib.ffi.typeof(sb.ptr) is not None
+        with pytest.raises(TypeError):  # a pointer of one copy is not even a valid argument to the other
+            sys_lib.lib.SSL_SESSION_is_resumable(sa.ptr)
+        assert a.snapshot().sessions[la.server.session] == b.snapshot().sessions[lb.server.session]
+
+
+# -- calibration ----------------------------------------------------------------------------------
+def test_calibration_is_repeatable_and_matches_public_getters() -> None:
+    from sesskit.engines import _pyossl
+
+    L = _pyossl.load()
+    again = _pyossl.calibrate(L.ffi, L.lib, L.libc, L.SSL)
+    assert again == L.offsets
+    off = L.offsets
+    # session fields sit inside the session, the cache sentinels inside the SSL_CTX
+    assert 0 <= off.session_id_length < off.owner < off.prev < off.references
+    assert off.ctx_cache_size < off.ctx_head < off.ctx_tail < off.ctx_stats
+
+
+class _Sabotaged:
+    """pyOpenSSL's lib with one function broken, to prove calibration refuses to guess."""
+
+    def __init__(self, lib: object, **broken: object) -> None:
+        self._lib = lib
+        self._broken = broken
+
+    def __getattr__(self, name: str) -> object:
+        return self._broken.get(name) or getattr(self._lib, name)
+
+
+def test_calibration_refuses_when_a_check_fails() -> None:
+    from sesskit.engines import _pyossl
+
+    L = _pyossl.load()
+    no_ref = _Sabotaged(L.lib, SSL_get1_session=L.lib.SSL_get_session)  # takes no reference
+    with pytest.raises(sesskit.CalibrationError, match=r"cannot locate SSL_SESSION\.references"):
+        _pyossl.calibrate(L.ffi, no_ref, L.libc, L.SSL)
+    never_reused = _Sabotaged(L.lib, SSL_session_reused=lambda ssl: 0)
+    with pytest.raises(sesskit.CalibrationError, match="did not resume"):
+        _pyossl.calibrate(L.ffi, never_reused, L.libc, L.SSL)
+
+
+def test_calibrated_refcount_follows_get1_and_free() -> None:
+    with sesskit.Lab(engine="pyopenssl", tls="1.2", explain=False) as lab:
+        link = lab.connect()
+        ref = link.client.get0_session()
+        assert ref is not None and ref.refcount == 1  # the SSL only: the observer is not shown
+        held = [link.client.get1_session() for _ in range(3)]
+        assert ref.refcount == 4
+        for h in held:
+            assert h is not None
+            h.free()
+        assert ref.refcount == 1
+        link.client.free()
+        assert ref.dangling
+
+
+def test_stats_come_from_the_library() -> None:
+    with sesskit.Lab(engine="pyopenssl", tls="1.2", tickets=False, explain=False) as lab:
+        link = lab.connect()
+        saved = link.client.get1_session()
+        facts.close_cleanly(link)
+        link.client.free()
+        link.server.free()
+        again = lab.connect(resume=saved)
+        assert again.reused is True
+        stats = lab.snapshot().caches["server"].stats
+        assert (stats["accept"], stats["accept_good"], stats["hits"]) == (2, 2, 1)
+        cstats = lab.snapshot().caches["client"].stats
+        assert (cstats["connect"], cstats["connect_good"], cstats["hits"]) == (2, 2, 1)
+
+
+# -- what pyOpenSSL's OpenSSL cannot do ------------------------------------------------------
+@pytest.mark.parametrize(
+    "op, cname",
+    [
+        (lambda lab, link: link.server.clear(), "SSL_clear"),
+        (lambda lab, link: lab.flush("server"), "SSL_CTX_flush_sessions"),
+    ],
+)
+def test_unsupported_operations_name_the_engine_that_can(op: Callable[..., None], cname: str) -> None:
+    with sesskit.Lab(engine="pyopenssl", tls="1.2", explain=False) as lab:
+        link = lab.connect()
+        steps = len(lab.trace)
+        with pytest.raises(sesskit.UnsupportedOperation, match=rf"{cname}.*pyopenssl.*engine=\"libssl\""):
+            op(lab, link)
+        assert len(lab.trace) == steps  # nothing was recorded
+        link.client.get0_session()  # the lab still works
+
+
+# -- nothing leaks ---------------------------------------------------------------------------------
+def test_close_frees_every_object_it_made() -> None:
+    from sesskit.engines.pyopenssl import live_objects
+
+    base = live_objects()
+    lab = sesskit.Lab(engine="pyopenssl", tls="1.3", client_cache=True, explain=False)
+    link = lab.connect()
+    link.client.read()
+    keep = link.client.get1_session()
+    lab.connect(resume=keep)
+    lab.connect()
+    during = live_objects()
+    assert during["SSL"] == base["SSL"] + 6 and during["SSL_CTX"] == base["SSL_CTX"] + 2
+    assert during["user refs"] == base["user refs"] + 1 and during["observer refs"] > base["observer refs"]
+    lab.close()
+    assert live_objects() == base
+    lab.close()
+    with pytest.raises(sesskit.InvalidOperation, match="closed"):
+        lab.connect()
+
+
+def test_garbage_collection_of_a_lab_frees_everything() -> None:
+    from sesskit.engines.pyopenssl import live_objects
+
+    base = live_objects()
+    lab = sesskit.Lab(engine="pyopenssl", explain=False)
+    lab.connect().client.get1_session()
+    del lab
+    gc.collect()
+    assert live_objects() == base
