@@ -176,6 +176,11 @@ RULES: dict[str, Rule] = {
         "a TLS 1.3 client does not offer a ticket older than its lifetime hint (+1 s)",
         "ssl/statem/extensions_clnt.c tls_construct_ctos_psk",
     ),
+    "sealed_ticket": Rule(
+        "a stateless ticket is sealed: SSL_SESSION_set_time on the client's copy cannot age the "
+        "server's view; only a ticket callback that stamps the ticket can (pyOpenSSL binds none)",
+        "ssl/t1_lib.c tls_decrypt_ticket, SSL_CTX_set_session_ticket_cb(3)",
+    ),
     "set_time": Rule(
         "SSL_SESSION_set_time re-sorts a cached session in its cache's list",
         "ssl/ssl_sess.c SSL_SESSION_set_time",
@@ -291,8 +296,11 @@ class Model:
         client_cache: bool = False,
         cache_size: int = 20480,
         timeout: int = 7200,
+        ticket_aging: bool = True,
     ) -> None:
         self.tls13 = tls == "1.3"
+        # False: nothing can age a sealed ticket (rule "sealed_ticket"): the pyopenssl engine.
+        self.ticket_aging = ticket_aging
         self.tickets = tickets
         self.timeout = timeout
         self.now = 0
@@ -510,8 +518,13 @@ class Model:
         return s.sid, ticket
 
     def _ticket_copy(self, t: Ticket, sid: int) -> Session:
-        """The server's decrypted copy of a sealed ticket, aged by the ticket callback."""
-        return Session(next(self._serials), "server", t.issued, t.timeout, sid)
+        """The server's decrypted copy of a sealed ticket, aged by the ticket callback.
+
+        Without one (``ticket_aging=False``) the copy carries the real time of
+        issue, which the virtual clock never moved: it is as fresh as now.
+        """
+        issued = t.issued if self.ticket_aging else self.now
+        return Session(next(self._serials), "server", issued, t.timeout, sid)
 
     def _lookup(self, sid: int) -> Session | None:
         """``lookup_sess_in_cache``: +1 on a hit, a miss counted otherwise."""
