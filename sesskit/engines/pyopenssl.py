@@ -120,6 +120,8 @@ class PyOpenSSLEngine:
     """Engine over pyOpenSSL and the OpenSSL inside cryptography (see module docstring)."""
 
     name = "pyopenssl"
+    #: How :class:`sesskit.model.Model` must be set up to predict this engine (rule "sealed_ticket").
+    model_options: dict[str, Any] = {"ticket_aging": False}  # noqa: RUF012 - read-only
 
     def __init__(self, config: LabConfig) -> None:
         self._L = L = P.load()
