@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import Callable
 
@@ -212,3 +213,159 @@ def test_garbage_collection_of_a_lab_frees_everything() -> None:
     del lab
     gc.collect()
     assert live_objects() == base
+
+
+# -- sesskit.watch on real pyOpenSSL user code --------------------------------------------------
+class UserCode:
+    """What a pyOpenSSL user writes: two Contexts, Connections over memory BIOs (no sesskit)."""
+
+    def __init__(self, tls12_stateful: bool = True) -> None:
+        from OpenSSL import SSL
+
+        from sesskit.engines._pyossl import make_cert
+
+        self.SSL = SSL
+        cert, key = make_cert()
+        self.server_ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        self.server_ctx.use_certificate(cert)
+        self.server_ctx.use_privatekey(key)
+        self.server_ctx.set_session_id(b"my-app")
+        if tls12_stateful:
+            self.server_ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+            self.server_ctx.set_options(SSL.OP_NO_TICKET)
+        self.client_ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+
+    def pump(self, a: object, b: object) -> None:
+        moved = True
+        while moved:
+            moved = False
+            for x, y in ((a, b), (b, a)):
+                try:
+                    data = x.bio_read(65536)  # type: ignore[attr-defined]
+                except self.SSL.WantReadError:
+                    continue
+                y.bio_write(data)  # type: ignore[attr-defined]
+                moved = True
+
+    def connect(self, w: sesskit.Watch | None = None, session: object = None) -> tuple[object, object]:
+        SSL = self.SSL
+        c, s = SSL.Connection(self.client_ctx, None), SSL.Connection(self.server_ctx, None)
+        c.set_connect_state()
+        s.set_accept_state()
+        if w is not None:
+            w.add(c, s)
+        if session is not None:
+            c.set_session(session)
+        for _ in range(4):
+            for conn in (c, s):
+                with contextlib.suppress(SSL.WantReadError):
+                    conn.do_handshake()
+                self.pump(c, s)
+        return c, s
+
+
+def _refcount(session_obj: object) -> int:
+    from sesskit.engines import _pyossl
+
+    L = _pyossl.load()
+    p = L.ffi.cast("char *", session_obj._session)  # type: ignore[attr-defined]
+    return int(L.ffi.cast("int *", p + L.offsets.references)[0])
+
+
+def test_watch_shows_the_dirty_close_trap() -> None:
+    app = UserCode()
+    w = sesskit.watch(server=app.server_ctx, client=app.client_ctx)
+    c, s = app.connect(w)
+    saved = c.get_session()  # type: ignore[attr-defined]
+    label = w.snapshot("saved").ssls["c1"].session
+    assert label is not None and w.trace.snapshot().sessions[label].resumable
+    del c, s  # no shutdown(): pyOpenSSL's GC calls SSL_free on a connection that did not close
+    gc.collect()
+    snap = w.snapshot("after del")
+    assert snap.ssls["c1"].freed and not snap.sessions[label].resumable
+    assert snap.caches["server"].size == 0  # the server session was removed too (dirty)
+    assert "dirty" in w.trace[-1].why and f"{label} is no longer resumable" in w.trace[-1].why
+    c2, s2 = app.connect(w, session=saved)
+    assert w.trace[-1].result == "full handshake"  # silently not resumed
+    # the same code with shutdown() first resumes
+    for conn in (c2, s2, c2, s2):
+        conn.shutdown()  # type: ignore[attr-defined]
+        app.pump(c2, s2)
+    saved2 = c2.get_session()  # type: ignore[attr-defined]
+    del c2, s2, conn
+    gc.collect()
+    w.snapshot("after clean close")
+    assert "c2's Connection was garbage-collected, so pyOpenSSL called SSL_free (clean" in w.trace[-1].why
+    app.connect(w, session=saved2)
+    assert w.trace[-1].result == "resumed"
+    w.close()
+
+
+def test_watch_shows_a_sessions_get1_reference_and_its_gc_free() -> None:
+    app = UserCode()
+    c, s = app.connect()
+    with sesskit.watch(c, s, server=app.server_ctx, client=app.client_ctx) as w:
+        label = w.trace.snapshot().ssls["c1"].session
+        assert label is not None
+        assert w.trace.snapshot().sessions[label].refcount == 1  # only the SSL (the watch's pin is not shown)
+        sess = c.get_session()  # type: ignore[attr-defined]  # wrapped: a step, and the Session is followed
+        step = w.trace[-1]
+        assert step.op == "Connection.get_session" and f"{label} 1 → 2" in step.why
+        ref = next(iter(w.trace.snapshot().refs.values()))
+        assert (ref.kind, ref.session, ref.via, ref.released) == ("get1", label, "c1.get_session()", False)
+        del sess
+        gc.collect()
+        snap = w.snapshot("del sess")
+        assert snap.sessions[label].refcount == 1 and snap.refs[ref.id].released
+        assert "garbage-collected" in w.trace[-1].why
+
+
+def test_watch_shows_a_context_kept_alive_by_its_sessions() -> None:
+    app = UserCode()
+    c, s = app.connect()
+    w = sesskit.watch(c, s, server=app.server_ctx, client=app.client_ctx)
+    server_session = s.get_session()  # type: ignore[attr-defined]  # a Session pins its Context
+    label = w.snapshot().ssls["s1"].session
+    assert label is not None
+    for conn in (c, s, c, s):
+        conn.shutdown()  # type: ignore[attr-defined]
+        app.pump(c, s)
+    del c, s, conn
+    app.server_ctx = None  # type: ignore[assignment]  # the application drops its Context
+    gc.collect()
+    snap = w.snapshot("app dropped the server Context")
+    assert snap.caches["server"].members == (label,)  # still alive: the Session holds it
+    assert snap.sessions[label].refcount == 2  # the cache + the Session's get1
+    del server_session
+    gc.collect()
+    snap = w.snapshot("and the Session")
+    assert snap.caches["server"].size == 0 and snap.sessions[label].freed  # SSL_CTX_free flushed it
+    assert "server Context was freed" in w.trace[-1].why
+    w.close()
+
+
+def test_watch_gives_back_every_observer_reference() -> None:
+    app = UserCode()
+    c, s = app.connect()
+    sess = c.get_session()  # type: ignore[attr-defined]
+    before = _refcount(sess)
+    w = sesskit.watch(c, s, sess, server=app.server_ctx, client=app.client_ctx)
+    assert _refcount(sess) == before + 1  # the watch pins what it reads
+    assert w.trace.snapshot().sessions[w.trace.snapshot().ssls["c1"].session or ""].refcount == before
+    w.close()
+    assert _refcount(sess) == before
+    assert "do_handshake" not in vars(c)  # unwrapped
+    with pytest.raises(sesskit.InvalidOperation, match="closed"):
+        w.snapshot()
+
+
+def test_watch_without_wrapping_records_only_snapshots() -> None:
+    app = UserCode()
+    w = sesskit.watch(server=app.server_ctx, client=app.client_ctx, wrap=False)
+    c, _s = app.connect(w)
+    assert [st.op for st in w.trace] == ["watch"]
+    snap = w.snapshot("after handshake")
+    assert snap.caches["server"].size == 1 and len(w.trace) == 2
+    with pytest.raises(sesskit.InvalidOperation, match="Context is not watched"):
+        sesskit.watch(c)
+    w.close()
