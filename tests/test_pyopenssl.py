@@ -369,3 +369,73 @@ def test_watch_without_wrapping_records_only_snapshots() -> None:
     with pytest.raises(sesskit.InvalidOperation, match="Context is not watched"):
         sesskit.watch(c)
     w.close()
+
+
+_HEAP_SCRIPT = r"""
+import gc, sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import sesskit
+from leak_workload import heap_in_use
+import test_pyopenssl as t
+
+
+def workload():
+    for tls in ("1.2", "1.3"):
+        for tickets in (True, False):
+            lab = sesskit.Lab(engine="pyopenssl", tls=tls, tickets=tickets, client_cache=True, cache_size=3,
+                              explain=False)
+            link = lab.connect()
+            link.client.read()
+            saved = link.client.get1_session()
+            for ep in (link.client, link.server, link.client):
+                ep.shutdown()
+            link.client.free()
+            again = lab.connect(resume=saved)
+            again.client.read()
+            for _ in range(4):
+                lab.connect().server.shutdown()
+            lab.advance(8000)
+            saved.free()
+            lab.connect().client.get1_session()  # left for close() to release
+            lab.close()
+    app = t.UserCode()
+    with sesskit.watch(server=app.server_ctx, client=app.client_ctx) as w:
+        c, s = app.connect(w)
+        keep = c.get_session()
+        del c, s, keep
+        gc.collect()
+        w.snapshot()
+
+
+for _ in range(3):
+    workload()
+    gc.collect()
+growths = []
+for _ in range(3):
+    before = heap_in_use()
+    for _ in range(4):
+        workload()
+    gc.collect()
+    growths.append(heap_in_use() - before)
+print("grown", min(growths))
+"""
+
+
+def test_heap_does_not_grow_with_labs_and_watches() -> None:
+    """malloc's bytes in use stay flat over many pyopenssl labs and watches (fresh interpreter)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    r = subprocess.run(
+        [sys.executable, "-c", _HEAP_SCRIPT, str(here / "scripts"), str(here)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=here.parent,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    grown = int(r.stdout.split("grown")[1].split()[0])
+    # 16 labs + 4 watches per batch: leaking one ~1 KiB session each would exceed this.
+    assert grown < 16_000, f"heap grew by {grown} bytes over a batch"
