@@ -1,0 +1,269 @@
+"""Notebook 01 in a real browser: Voila serves it, headless Chromium clicks the Stepper.
+
+The test starts Voila on a free local port, opens the page in Debian's
+Chromium through Playwright (never ``playwright install``: the browser comes
+from apt), clicks SSL_connect, SSL_get1_session, SSL_free and SSL_SESSION_free,
+and checks after each click that the refcount text says what OpenSSL did and
+that the figure was redrawn.  On failure a screenshot is written to
+``tests/artifacts/``.
+
+Locally the test skips when Chromium (or Playwright/Voila) is missing; in CI
+(``CI=true``) it fails instead, because ``.ci/run`` installs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "notebooks" / "01_tour.ipynb"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = os.environ.get("SESSKIT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SERVER_START_TIMEOUT = 90  # s: Voila up and answering
+PAGE_TIMEOUT = 120_000  # ms: the notebook executed and the Stepper drawn
+CLICK_TIMEOUT = 30_000  # ms: one click's effect visible
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing(what: str) -> None:
+    """Skip locally; in CI a missing browser or tool is a failure (CI installs them)."""
+    if IN_CI:
+        pytest.fail(f"{what} (CI=true: .ci/run must install it)", pytrace=False)
+    pytest.skip(what)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"voila exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:  # any HTTP answer will do: asking for "/" would execute the notebook once more
+            with urllib.request.urlopen(url + "voila/static/", timeout=5):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"voila did not answer within {SERVER_START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop Voila and the kernels it started (its own process group)."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def voila_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Voila serving notebook 01 on 127.0.0.1 with a kernel of this interpreter."""
+    try:
+        import voila  # noqa: F401
+    except ImportError:
+        missing("voila is not installed (pip install -e '.[test]')")
+    home = tmp_path_factory.mktemp("voila")
+    # "python3" resolves to this interpreter, whatever other kernels are installed.
+    spec = home / "data" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"})
+    )
+    env = dict(
+        os.environ,
+        JUPYTER_PATH=str(home / "data"),
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        MPLBACKEND="agg",
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    log = home / "voila.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(NOTEBOOK.relative_to(ROOT)),
+        "--no-browser",
+        f"--port={port}",
+        "--Voila.ip=127.0.0.1",
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_until_serving(url, proc, log)
+        yield url
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Any]:
+    """A page in a fresh headless Chromium profile."""
+    if not Path(CHROMIUM).exists():
+        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright (the Python package) is not installed (pip install -e '.[test]')")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            pg = context.new_page()
+            pg.set_default_timeout(CLICK_TIMEOUT)
+            yield pg
+        finally:
+            context.close()
+
+
+@contextlib.contextmanager
+def screenshot_on_failure(page: Any, name: str) -> Iterator[None]:
+    """Save what the browser showed (tests/artifacts/NAME.png) when the block fails."""
+    try:
+        yield
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / f"{name}.png"
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot of the failure: {shot}")
+        raise
+
+
+class StepperPage:
+    """The Stepper on the page, found by its stable CSS classes."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.root = page.locator(".sesskit-stepper").last
+
+    def refcount(self) -> str:
+        return str(self.root.locator(".sesskit-refcount").inner_text()).strip()
+
+    def figure(self) -> tuple[str, bytes]:
+        """The figure's image source (a fresh blob URL per redraw) and its pixels."""
+        fig = self.root.locator(".sesskit-figure")
+        src = fig.get_attribute("src") or ""
+        return src, bytes(fig.screenshot())
+
+    def click(self, name: str) -> None:
+        button = self.root.locator(f"button.sesskit-btn-{name}")
+        button.wait_for(state="visible")
+        self.page.wait_for_function("b => !b.disabled", arg=button.element_handle())
+        button.click()
+
+    def select(self, starts_with: str) -> None:
+        select = self.root.locator(".sesskit-object select")
+        # ipywidgets writes option labels with no-break spaces
+        labels = [" ".join(str(t).split()) for t in select.locator("option").all_inner_texts()]
+        index = next((i for i, t in enumerate(labels) if t.startswith(starts_with)), None)
+        assert index is not None, f"no {starts_with!r} in 'acts on': {labels}"
+        select.select_option(index=index)
+
+    def expect_refcount(self, text: str) -> None:
+        readout = self.root.locator(".sesskit-refcount")
+        try:
+            self.page.wait_for_function(
+                "([el, want]) => el.textContent.trim() === want", arg=[readout.element_handle(), text]
+            )
+        except Exception as exc:
+            raise AssertionError(f"refcount text is {self.refcount()!r}, expected {text!r}") from exc
+
+    def expect_new_figure(self, before: tuple[str, bytes]) -> tuple[str, bytes]:
+        fig = self.root.locator(".sesskit-figure")
+        if before[0]:
+            self.page.wait_for_function(
+                "([el, old]) => el.src && el.src !== old", arg=[fig.element_handle(), before[0]]
+            )
+        after = self.figure()
+        assert after[1] != before[1], "the figure did not change"
+        return after
+
+
+def test_stepper_in_voila_clicks_through_a_session_life(voila_url: str, page: Any) -> None:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    t0 = time.monotonic()
+    with screenshot_on_failure(page, "browser_01_tour_failed"):
+        page.goto(voila_url, timeout=PAGE_TIMEOUT)
+        page.locator(".sesskit-stepper").last.wait_for(state="visible", timeout=PAGE_TIMEOUT)
+        stepper = StepperPage(page)
+        status = stepper.root.locator(".sesskit-status").inner_text()
+        assert "sesskit" in status and "OpenSSL" in status, status
+        body = page.locator("body").inner_text()
+        assert "engine:" in body and "What to remember" in body  # the whole notebook rendered
+        stepper.root.locator(".sesskit-figure").wait_for(state="visible")
+        assert stepper.refcount() == "nothing selected"
+        fig = stepper.figure()
+
+        stepper.click("connect")  # a full handshake; "acts on" becomes c1
+        stepper.expect_refcount("S1 refcount = 1")
+        fig = stepper.expect_new_figure(fig)
+
+        stepper.click("get1")
+        stepper.expect_refcount("S1 refcount = 2")
+        fig = stepper.expect_new_figure(fig)
+
+        stepper.click("free")  # dirty SSL_free of c1: S1 lives on through the get1 reference
+        stepper.expect_refcount("c1: no session")
+        fig = stepper.expect_new_figure(fig)
+
+        stepper.select("ref #1")
+        stepper.expect_refcount("S1 refcount = 1")
+        stepper.click("session-free")
+        stepper.expect_refcount("S1 refcount = 0 (freed)")
+        stepper.expect_new_figure(fig)
+        why = stepper.root.locator(".sesskit-why").inner_text()
+        assert "SSL_SESSION_free" in why, why
+        assert not stepper.root.locator(".sesskit-error").inner_text().strip()
+
+        assert not errors, errors
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browser_01_tour_done.png"), full_page=False)
+        print(f"notebook 01 clicked through in {time.monotonic() - t0:.1f} s")
