@@ -1,0 +1,344 @@
+"""Sphinx extension for sesskit's documentation site: everything a page loads is local.
+
+At ``config-inited``:
+
+- **vendor**: the JavaScript the pages need (require.js, the ipywidgets embed
+  manager ``@jupyter-widgets/html-manager`` with its Font Awesome fonts, MathJax)
+  is fetched with ``npm pack`` from the npm registry at pinned versions and
+  unpacked into ``_static/vendor/`` -- the site never points at a CDN;
+- **notebooks**: ``../notebooks/*.ipynb`` are copied to ``notebooks/`` (myst-nb
+  executes them during the build, on the real engine, saving widget state);
+
+at ``builder-inited``:
+
+- **stories**: every scenario of :mod:`sesskit.scenarios` is run and written as
+  a page ``stories/<name>.md`` with a kernel-free animation (``to_jshtml``
+  without its CDN stylesheet) and static PNG/SVG figures;
+
+at ``build-finished``: every HTML page is checked for a script, stylesheet,
+image, font or frame loaded from anywhere but the site itself; the build fails
+if one is found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from html.parser import HTMLParser
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from sphinx.application import Sphinx
+from sphinx.errors import ExtensionError
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+DOCS = Path(__file__).resolve().parent.parent
+ROOT = DOCS.parent
+VENDOR = DOCS / "_static" / "vendor"
+
+# npm package -> (version, {path in the package: path under _static/vendor/<dir>}, dir)
+NPM: dict[str, tuple[str, dict[str, str], str]] = {
+    "requirejs": ("2.3.8", {"require.js": "require.js"}, "requirejs"),
+    "@jupyter-widgets/html-manager": ("1.0.15", {"dist/": ""}, "html-manager"),
+    "mathjax": (
+        "3.2.2",
+        {
+            "es5/tex-chtml.js": "tex-chtml.js",
+            "es5/input/": "input/",
+            "es5/output/": "output/",
+            "es5/ui/": "ui/",
+            "es5/a11y/": "a11y/",
+            "es5/sre/": "sre/",
+            "LICENSE": "LICENSE",
+        },
+        "mathjax",
+    ),
+}
+SKIP_SUFFIXES = (".map",)
+
+
+# -- vendoring -----------------------------------------------------------------
+def _stamp(pkg: str, version: str) -> str:
+    return f"{pkg}@{version}"
+
+
+def vendor_assets(force: bool = False) -> None:
+    """Unpack the pinned npm packages' assets into ``_static/vendor`` (once per version)."""
+    for pkg, (version, files, dest) in NPM.items():
+        target = VENDOR / dest
+        stamp = target / ".npm-package"
+        if not force and stamp.exists() and stamp.read_text() == _stamp(pkg, version):
+            continue
+        npm = shutil.which("npm")
+        if npm is None:
+            raise ExtensionError(
+                "the docs need npm to vendor their JavaScript (require.js, the ipywidgets embed "
+                "manager, MathJax) from the npm registry: install Node.js/npm"
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            r = subprocess.run(
+                [npm, "pack", "--silent", f"{pkg}@{version}", "--pack-destination", tmp],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if r.returncode != 0:
+                raise ExtensionError(f"npm pack {pkg}@{version} failed:\n{r.stderr[-2000:]}")
+            (tgz,) = Path(tmp).glob("*.tgz")
+            if target.exists():
+                shutil.rmtree(target)
+            _extract(tgz, files, target)
+        stamp.write_text(_stamp(pkg, version))
+        logger.info(f"[sesskit] vendored {pkg}@{version} into {target.relative_to(DOCS)}")
+
+
+def _extract(tgz: Path, files: dict[str, str], target: Path) -> None:
+    with tarfile.open(tgz) as tar:
+        for member in tar.getmembers():
+            if not member.isfile() or not member.name.startswith("package/"):
+                continue
+            name = member.name.removeprefix("package/")
+            if name.endswith(SKIP_SUFFIXES):
+                continue
+            for src, dst in files.items():
+                if name == src or (src.endswith("/") and name.startswith(src)):
+                    out = target / (dst + name[len(src) :] if src.endswith("/") else dst)
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    data = tar.extractfile(member)
+                    assert data is not None
+                    out.write_bytes(data.read())
+                    break
+
+
+# -- notebooks -------------------------------------------------------------------
+def copy_notebooks() -> list[str]:
+    """Mirror ``../notebooks/*.ipynb`` into ``notebooks/`` (unchanged files keep their mtime)."""
+    src_dir, dst_dir = ROOT / "notebooks", DOCS / "notebooks"
+    dst_dir.mkdir(exist_ok=True)
+    names = sorted(p.name for p in src_dir.glob("*.ipynb"))
+    for stale in dst_dir.glob("*.ipynb"):
+        if stale.name not in names:
+            stale.unlink()
+    for name in names:
+        src, dst = src_dir / name, dst_dir / name
+        if not dst.exists() or dst.read_bytes() != src.read_bytes():
+            shutil.copy2(src, dst)
+    return names
+
+
+# -- stories ---------------------------------------------------------------------
+def _source_key() -> str:
+    h = hashlib.sha256()
+    for path in [*sorted((ROOT / "sesskit").rglob("*.py")), Path(__file__)]:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def render_story(name: str, out_dir: str, key: str) -> str:
+    """Run scenario ``name`` and write its page, animation and figures (in a worker process)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sesskit import plot, scenarios
+
+    out = Path(out_dir)
+    story = scenarios.get(name)
+    trace = story.run("auto")
+    (out / "_anim").mkdir(exist_ok=True)
+    (out / "_figures").mkdir(exist_ok=True)
+    anim = scenarios.animation_html(trace)
+    (out / "_anim" / f"{name}.html").write_text(f'<div class="sesskit-animation">\n{anim}\n</div>\n')
+    plot.save(trace, out / "_figures" / f"{name}.png")
+    plot.save(trace, out / "_figures" / f"{name}.svg")
+    (out / f"{name}.md").write_text(_story_page(name, story, trace))
+    (out / f".{name}.key").write_text(key)
+    return name
+
+
+def _story_page(name: str, story: Any, trace: Any) -> str:
+    meta = trace.meta
+    rows = "\n".join(
+        f"<tr><td>{s.index}</td><td><code>{html.escape(s.op)}({html.escape(s.target)})</code>"
+        f"{' → ' + html.escape(s.result) if s.result else ''}</td><td>{html.escape(s.why)}</td></tr>"
+        for s in trace
+    )
+    return f"""# {story.title}
+
+{story.summary}
+
+*Recorded on the **{meta.get("engine")}** engine ({meta.get("openssl_version")}) when these pages were
+built: {len(trace)} steps. Write it yourself with* `python -m sesskit render {name} --out {name}.html`
+*(or `.png`, `.svg`, `.json`).*
+
+## Animation
+
+Press ▶ to play it, or drag the slider: this player needs no kernel and loads nothing from the network.
+
+```{{raw}} html
+:file: _anim/{name}.html
+```
+
+## The last step
+
+The heap (left: SSLs and your pointers, sessions with refcount badges, the caches) beside every
+session's refcount over the steps.
+
+![{name}: the heap at the last step and the refcount timeline](_figures/{name}.png)
+
+The same figure as {{download}}`SVG <_figures/{name}.svg>`.
+
+## Every step and why
+
+```{{raw}} html
+<table class="docutils sesskit-steps"><thead><tr><th>#</th><th>C call</th><th>why</th></tr></thead>
+<tbody>
+{rows}
+</tbody></table>
+```
+"""
+
+
+def write_stories(app: Sphinx) -> None:
+    """(Re)write the story pages whose sources changed, two at a time."""
+    from sesskit import scenarios
+
+    out = DOCS / "stories"
+    out.mkdir(exist_ok=True)
+    key = _source_key()
+    todo = [
+        n
+        for n in scenarios.SCENARIOS
+        if not (out / f"{n}.md").exists()
+        or not (out / f".{n}.key").exists()
+        or (out / f".{n}.key").read_text() != key
+    ]
+    for stale in out.glob("*.md"):
+        if stale.stem not in scenarios.SCENARIOS and stale.stem != "index":
+            stale.unlink()
+    _write_index(out)
+    if not todo:
+        return
+    workers = max(1, min(2, os.cpu_count() or 1, len(todo)))
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        for done in pool.map(render_story, todo, [str(out)] * len(todo), [key] * len(todo)):
+            logger.info(f"[sesskit] story {done}: animation and figures written")
+
+
+def _write_index(out: Path) -> None:
+    from sesskit import scenarios
+
+    items = "\n".join(f"{n}" for n in scenarios.SCENARIOS)
+    text = f"""# Stories as animations
+
+Each story of the notebooks, played by `python -m sesskit render` when these pages were built, as a
+kernel-free animation and static figures.
+
+```{{toctree}}
+:maxdepth: 1
+
+{items}
+```
+"""
+    path = out / "index.md"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+# -- the offline check -------------------------------------------------------------
+_EXTERNAL = re.compile(r"^\s*(https?:)?//", re.I)
+_CSS_URL = re.compile(r"""(@import\s+(url\()?|url\()\s*["']?\s*((https?:)?//[^"')\s]+)""", re.I)
+_LOADING = {
+    ("script", "src"),
+    ("img", "src"),
+    ("iframe", "src"),
+    ("source", "src"),
+    ("audio", "src"),
+    ("video", "src"),
+    ("embed", "src"),
+    ("object", "data"),
+    ("link", "href"),
+}
+
+
+_NAVIGATION = ("canonical", "alternate", "search", "next", "prev")  # <link>s a browser does not load
+
+
+class _Loads(HTMLParser):
+    """Collects every URL a page loads by itself (not the links a reader may follow)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.external: list[str] = []
+        self._tag: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag = tag
+        d = dict(attrs)
+        for name, value in attrs:
+            if value and (tag, name) in _LOADING and _EXTERNAL.match(value):
+                if tag == "link" and (d.get("rel") or "") in (
+                    "canonical",
+                    "alternate",
+                    "search",
+                    "next",
+                    "prev",
+                ):
+                    continue
+                self.external.append(f"<{tag} {name}={value}>")
+            if name == "style" and value:
+                self.external += [m.group(3) for m in _CSS_URL.finditer(value)]
+
+    def handle_data(self, data: str) -> None:
+        if self._tag == "style":
+            self.external += [m.group(3) for m in _CSS_URL.finditer(data)]
+
+
+def external_loads(outdir: Path) -> dict[str, list[str]]:
+    """Every page (and stylesheet) of the built site that loads something from elsewhere."""
+    found: dict[str, list[str]] = {}
+    for page in sorted(outdir.rglob("*.html")):
+        parser = _Loads()
+        parser.feed(page.read_text(errors="replace"))
+        if parser.external:
+            found[str(page.relative_to(outdir))] = parser.external
+    for css in sorted(outdir.rglob("*.css")):
+        hits = [m.group(3) for m in _CSS_URL.finditer(css.read_text(errors="replace"))]
+        if hits:
+            found[str(css.relative_to(outdir))] = hits
+    return found
+
+
+def check_offline(app: Sphinx, exc: Exception | None) -> None:
+    if exc is not None or app.builder.format != "html":
+        return
+    found = external_loads(Path(app.outdir))
+    if found:
+        raise ExtensionError(
+            "pages load assets from outside the site (everything must be served locally):\n"
+            + json.dumps(found, indent=1)[:4000]
+        )
+
+
+# -- wiring ------------------------------------------------------------------------
+def on_config_inited(app: Sphinx, config: Any) -> None:
+    vendor_assets()
+    names = copy_notebooks()
+    logger.info(f"[sesskit] {len(names)} notebooks: {', '.join(names)}")
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("config-inited", on_config_inited)
+    app.connect("builder-inited", write_stories)
+    app.connect("build-finished", check_offline)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

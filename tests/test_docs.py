@@ -1,0 +1,241 @@
+"""The documentation site: built with Sphinx + myst-nb, opened in headless Chromium with no network.
+
+The site is built (every notebook executed on the real engine, every story
+animated), served from 127.0.0.1, and every page is opened in Debian's
+Chromium through Playwright with all requests outside 127.0.0.1 aborted and
+recorded.  The pages must render, their saved widgets must draw without a
+kernel, an animation must play, and no request may leave the machine.
+
+Needs npm (the build vendors its JavaScript from the npm registry) and
+/usr/bin/chromium; in CI (CI=true) a missing one fails the test, elsewhere it
+skips.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+BUILD_SECONDS_BUDGET = 240
+
+
+def missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} is missing: CI must provide it (.ci/run installs it)")
+    pytest.skip(f"{what} is missing")
+
+
+def sphinx_build(out: Path, doctrees: Path) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "sphinx-build"
+    cmd = [str(exe), "-b", "html", "-E", "-j", "2", "-d", str(doctrees), "docs", str(out)]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site, built from scratch (every notebook executed, every story animated)."""
+    if shutil.which("npm") is None:
+        missing("npm")
+    tmp = tmp_path_factory.mktemp("docs")
+    out = tmp / "html"
+    start = time.monotonic()
+    r = sphinx_build(out, tmp / "doctrees")
+    seconds = time.monotonic() - start
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-6000:]
+    print(f"\ndocs built in {seconds:.0f} s")
+    assert "WARNING" not in r.stderr.replace("[IPKernelApp] WARNING", ""), r.stderr[-4000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(site: Path) -> Iterator[str]:
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class Offline:
+    """A browser context in which every request outside 127.0.0.1 is aborted and recorded."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.blocked: list[str] = []
+        self.local: list[str] = []
+        self.failed: list[str] = []
+        self.errors: list[str] = []
+        context.route("**/*", self._route)
+        context.on("requestfailed", lambda req: self.failed.append(f"{req.url} {req.failure}"))
+
+    def _route(self, route: Any) -> None:
+        url = route.request.url
+        parsed = urlparse(url)
+        if parsed.scheme in ("http", "https", "ws", "wss") and parsed.hostname == "127.0.0.1":
+            self.local.append(url)
+            route.continue_()
+        elif parsed.scheme in ("data", "blob", "about"):
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort()
+
+    def open(self, url: str) -> Any:
+        page = self.context.new_page()
+        page.on("pageerror", lambda e: self.errors.append(f"{url}: {e}"))
+        page.on("websocket", lambda ws: self.blocked.append(f"websocket {ws.url}"))
+        page.goto(url, wait_until="load")
+        page.wait_for_load_state("networkidle")
+        return page
+
+
+@pytest.fixture(scope="module")
+def browser_context(server: str) -> Iterator[Offline]:
+    if not Path(CHROMIUM).exists():
+        missing(CHROMIUM)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright (pip install playwright; never 'playwright install')")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1600, "height": 1000})
+        offline = Offline(context)
+        yield offline
+        context.close()
+        browser.close()
+
+
+def pages(site: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(site))
+        for p in site.rglob("*.html")
+        if p.parent.name in ("notebooks", "stories") or p.name in ("index.html", "api.html")
+    )
+
+
+def test_the_build_vendors_every_asset(site: Path) -> None:
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    try:
+        from sesskit_docs import external_loads
+    finally:
+        sys.path.pop(0)
+    assert external_loads(site) == {}
+    static = site / "_static" / "vendor"
+    assert (static / "requirejs" / "require.js").is_file()
+    assert (static / "html-manager" / "embed-amd.js").is_file()
+    assert list((static / "html-manager").glob("*.woff2")), "Font Awesome fonts of the widgets"
+    assert (static / "mathjax" / "tex-chtml.js").is_file()
+
+
+def test_every_notebook_and_story_has_a_page(site: Path) -> None:
+    from sesskit import scenarios
+
+    notebooks = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks
+    for name in notebooks:
+        page = site / "notebooks" / f"{name}.html"
+        assert page.is_file(), page
+        assert "cell_output" in page.read_text(), f"{name}: no executed output"
+    for name in scenarios.SCENARIOS:
+        story = (site / "stories" / f"{name}.html").read_text()
+        assert "data:image/png;base64" in story, f"{name}: no animation frames"
+        assert (site / "_images" / f"{name}.png").is_file()
+    assert list((site / "_downloads").rglob("*.svg"))
+    api = (site / "api.html").read_text()
+    for name in ("sesskit.Lab", "sesskit.Link", "sesskit.Endpoint", "sesskit.SessionRef", "sesskit.Trace"):
+        assert f'id="{name}"' in api, name
+    for module in ("sesskit.plot", "sesskit.widgets", "sesskit.errors"):
+        assert f'id="module-{module}"' in api, module
+
+
+def test_notebooks_ran_on_the_real_engine(site: Path) -> None:
+    from conftest import engine_unavailable
+
+    if engine_unavailable("libssl"):
+        pytest.skip(engine_unavailable("libssl"))
+    tour = (site / "notebooks" / "01_tour.html").read_text()
+    assert "engine: libssl" in tour  # the notebook prints its lab's engine
+    assert "engine: model" not in tour
+    from sesskit import scenarios
+
+    for name in scenarios.SCENARIOS:
+        story = (site / "stories" / f"{name}.html").read_text()
+        assert "Recorded on the <strong>libssl</strong> engine" in story, name
+
+
+def test_pages_render_offline_and_nothing_leaves_the_machine(
+    site: Path, server: str, browser_context: Offline
+) -> None:
+    for rel in pages(site):
+        page = browser_context.open(f"{server}/{rel}")
+        assert page.locator("div.body").count() == 1, rel
+        assert page.locator("h1").count() >= 1, rel
+        page.close()
+    assert browser_context.blocked == [], browser_context.blocked
+    assert browser_context.errors == [], browser_context.errors
+    assert not [u for u in browser_context.failed if "127.0.0.1" in u], browser_context.failed
+
+
+def test_saved_widgets_render_without_a_kernel(site: Path, server: str, browser_context: Offline) -> None:
+    page = browser_context.open(f"{server}/notebooks/01_tour.html")
+    stepper = page.locator(".sesskit-stepper")
+    stepper.first.wait_for(state="visible", timeout=20000)
+    assert page.locator(".sesskit-btn-connect").count() >= 1
+    assert page.locator(".sesskit-stepper .widget-button").count() >= 5
+    drawn = page.locator(".sesskit-stepper img").evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
+    assert drawn and max(drawn) > 200, f"the saved figure did not draw: {drawn}"
+    page.screenshot(path=str(site.parent / "01_tour.png"), full_page=False)
+    page.close()
+    assert browser_context.blocked == [], browser_context.blocked
+    assert browser_context.errors == [], browser_context.errors
+
+
+def test_an_animation_plays(site: Path, server: str, browser_context: Offline) -> None:
+    page = browser_context.open(f"{server}/stories/tour.html")
+    img = page.locator(".sesskit-animation img").first
+    img.wait_for(state="visible", timeout=10000)
+    first = img.get_attribute("src")
+    assert first and first.startswith("data:image/png;base64")
+    slider = page.locator(".sesskit-animation input[type=range]").first
+    assert slider.input_value() == "0"
+    page.locator(".sesskit-animation button[onclick*='play_animation']").first.click()
+    deadline = time.monotonic() + 15
+    while img.get_attribute("src") == first and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert img.get_attribute("src") != first, "the animation did not advance"
+    assert slider.input_value() != "0"
+    page.screenshot(path=str(site.parent / "tour_story.png"), full_page=False)
+    page.close()
+    assert browser_context.blocked == [], browser_context.blocked
+    assert browser_context.errors == [], browser_context.errors
