@@ -43,15 +43,16 @@ def _make_engine(name: str, config: LabConfig) -> tuple[Engine, str]:
         from .engines.model import ModelEngine
 
         return ModelEngine(config), ""
-    try:
-        from .engines.libssl import LibsslEngine
+    reasons = []
+    for real in ("libssl", "pyopenssl"):  # the best real one first
+        try:
+            return _make_engine(real, config)
+        except (SesskitError, OSError, ImportError) as exc:
+            reasons.append(f"{real}: {exc}")
+    from .engines.model import ModelEngine
 
-        return LibsslEngine(config), ""
-    except (SesskitError, OSError, ImportError) as exc:
-        from .engines.model import ModelEngine
-
-        note = f"no real OpenSSL engine available ({exc}); showing the model's predictions"
-        return ModelEngine(config), note
+    note = f"no real OpenSSL engine available ({'; '.join(reasons)}); showing the model's predictions"
+    return ModelEngine(config), note
 
 
 class Lab:
@@ -108,7 +109,10 @@ class Lab:
         if explain and self.engine_name != "model":
             from .engines.model import ModelEngine
 
-            self._explainer = ModelEngine(self.config)
+            # An engine that cannot do everything OpenSSL can (pyOpenSSL cannot age a
+            # sealed ticket) says how the model should predict it.
+            options = getattr(self._engine, "model_options", {})
+            self._explainer = ModelEngine(self.config, **options)
         self._closed = False
         self._finalizer = weakref.finalize(self, self._engine.close)
         self._links: list[Link] = []

@@ -185,7 +185,12 @@ def test_auto_falls_back_to_the_model_and_says_so(monkeypatch: pytest.MonkeyPatc
     def unavailable(config: object) -> None:
         raise SesskitError("libssl is not loaded in this process")
 
+    from sesskit.engines import pyopenssl
+
     monkeypatch.setattr(libssl, "LibsslEngine", unavailable)
+    with sesskit.Lab() as lab:  # the next best real engine
+        assert lab.engine_name == "pyopenssl"
+    monkeypatch.setattr(pyopenssl, "PyOpenSSLEngine", unavailable)
     with sesskit.Lab() as lab:
         assert lab.engine_name == "model"
         assert "libssl is not loaded" in lab.engine_note and "model" in lab.engine_note

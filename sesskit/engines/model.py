@@ -20,9 +20,16 @@ class ModelEngine:
     name = "model"
     openssl_version = "model of OpenSSL 3.0.x (system libssl 3.0.19)"
 
-    def __init__(self, config: LabConfig) -> None:
+    def __init__(self, config: LabConfig, *, ticket_aging: bool = True) -> None:
         self.config = config
-        self.model = Model(config.tls, config.tickets, config.client_cache, config.cache_size, config.timeout)
+        self.model = Model(
+            config.tls,
+            config.tickets,
+            config.client_cache,
+            config.cache_size,
+            config.timeout,
+            ticket_aging=ticket_aging,
+        )
         self._last: dict[str, SessionState] = {}
         self._last_cache: dict[str, CacheState] = {}
 
