@@ -4,8 +4,9 @@ The test starts Voila on a free local port, opens the page in Debian's
 Chromium through Playwright (never ``playwright install``: the browser comes
 from apt), clicks SSL_connect, SSL_get1_session, SSL_free and SSL_SESSION_free,
 and checks after each click that the refcount text says what OpenSSL did and
-that the figure was redrawn.  On failure a screenshot is written to
-``tests/artifacts/``.
+that the figure was redrawn.  A second test plays two exercises of notebook 08
+in predict mode (a right guess and a wrong one) and unfolds an answer.  On
+failure a screenshot is written to ``tests/artifacts/``.
 
 Locally the test skips when Chromium (or Playwright/Voila) is missing; in CI
 (``CI=true``) it fails instead, because ``.ci/run`` installs them.
@@ -31,6 +32,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "01_tour.ipynb"
+WORKSHOP = ROOT / "notebooks" / "08_workshop.ipynb"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = os.environ.get("SESSKIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -92,17 +94,16 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def voila_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Voila serving notebook 01 on 127.0.0.1 with a kernel of this interpreter."""
+@contextlib.contextmanager
+def voila(notebook: Path, home: Path) -> Iterator[str]:
+    """Voila serving ``notebook`` on 127.0.0.1 with a kernel of this interpreter; stopped afterwards."""
     try:
         import voila  # noqa: F401
     except ImportError:
         missing("voila is not installed (pip install -e '.[test]')")
-    home = tmp_path_factory.mktemp("voila")
     # "python3" resolves to this interpreter, whatever other kernels are installed.
     spec = home / "data" / "kernels" / "python3"
-    spec.mkdir(parents=True)
+    spec.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(
         json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"})
@@ -121,7 +122,7 @@ def voila_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         sys.executable,
         "-m",
         "voila",
-        str(NOTEBOOK.relative_to(ROOT)),
+        str(notebook.relative_to(ROOT)),
         "--no-browser",
         f"--port={port}",
         "--Voila.ip=127.0.0.1",
@@ -137,19 +138,41 @@ def voila_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stop(proc)
 
 
-@pytest.fixture
-def page(tmp_path: Path) -> Iterator[Any]:
-    """A page in a fresh headless Chromium profile."""
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's Chromium and the Playwright package, checked before any server starts."""
     if not Path(CHROMIUM).exists():
         missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         missing("playwright (the Python package) is not installed (pip install -e '.[test]')")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def voila_url(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Notebook 01 in Voila."""
+    with voila(NOTEBOOK, tmp_path_factory.mktemp("voila")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def workshop_url(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Notebook 08 (the predict-mode workshop) in Voila."""
+    with voila(WORKSHOP, tmp_path_factory.mktemp("voila")) as url:
+        yield url
+
+
+@pytest.fixture
+def page(chromium: str, tmp_path: Path) -> Iterator[Any]:
+    """A page in a fresh headless Chromium profile."""
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path / "profile"),
-            executable_path=CHROMIUM,
+            executable_path=chromium,
             headless=True,
             args=CHROMIUM_ARGS,
             viewport={"width": 1400, "height": 1000},
@@ -177,11 +200,12 @@ def screenshot_on_failure(page: Any, name: str) -> Iterator[None]:
 
 
 class StepperPage:
-    """The Stepper on the page, found by its stable CSS classes."""
+    """A Stepper on the page (the last one, or the ``nth``), found by its stable CSS classes."""
 
-    def __init__(self, page: Any) -> None:
+    def __init__(self, page: Any, nth: int = -1) -> None:
         self.page = page
-        self.root = page.locator(".sesskit-stepper").last
+        steppers = page.locator(".sesskit-stepper")
+        self.root = steppers.last if nth == -1 else steppers.nth(nth)
 
     def refcount(self) -> str:
         return str(self.root.locator(".sesskit-refcount").inner_text()).strip()
@@ -205,6 +229,21 @@ class StepperPage:
         index = next((i for i, t in enumerate(labels) if t.startswith(starts_with)), None)
         assert index is not None, f"no {starts_with!r} in 'acts on': {labels}"
         select.select_option(index=index)
+
+    def guess(self, value: int) -> None:
+        box = self.root.locator(".sesskit-guess input")
+        box.fill(str(value))
+        box.press("Enter")  # IntText syncs on Enter or blur
+
+    def expect_verdict(self, text: str) -> str:
+        verdict = self.root.locator(".sesskit-verdict")
+        try:
+            self.page.wait_for_function(
+                "([el, want]) => el.textContent.includes(want)", arg=[verdict.element_handle(), text]
+            )
+        except Exception as exc:
+            raise AssertionError(f"verdict is {verdict.inner_text()!r}, expected {text!r} in it") from exc
+        return str(verdict.inner_text())
 
     def expect_refcount(self, text: str) -> None:
         readout = self.root.locator(".sesskit-refcount")
@@ -267,3 +306,32 @@ def test_stepper_in_voila_clicks_through_a_session_life(voila_url: str, page: An
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "browser_01_tour_done.png"), full_page=False)
         print(f"notebook 01 clicked through in {time.monotonic() - t0:.1f} s")
+
+
+def test_workshop_predict_mode_in_voila(workshop_url: str, page: Any) -> None:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with screenshot_on_failure(page, "browser_08_workshop_failed"):
+        page.goto(workshop_url, timeout=PAGE_TIMEOUT)
+        page.locator(".sesskit-stepper").nth(5).wait_for(state="visible", timeout=PAGE_TIMEOUT)
+        answers = page.locator("details")
+        assert answers.count() == 6
+        assert answers.first.get_attribute("open") is None  # folded away
+
+        first = StepperPage(page, 0)  # exercise 1: get1 on a cached TLS 1.2 server session
+        assert first.root.locator(".sesskit-predict input").is_checked()
+        first.guess(3)
+        first.click("get1")
+        verdict = first.expect_verdict("Right")
+        assert "refcount is now 3" in verdict, verdict
+
+        third = StepperPage(page, 2)  # exercise 3: SSL_read frees the pre-ticket TLS 1.3 session
+        third.guess(1)
+        third.click("read")
+        verdict = third.expect_verdict("You said 1")
+        assert "refcount is now 0" in verdict, verdict
+
+        answers.first.locator("summary").click()
+        assert answers.first.get_attribute("open") is not None
+        assert "SSL_get1_session" in answers.first.inner_text()
+        assert not errors, errors
