@@ -21,6 +21,7 @@ Artists carry ``gid`` s so tests (and curious users) can find them:
 from __future__ import annotations
 
 import colorsys
+import functools
 import math
 import re
 import struct
@@ -82,6 +83,7 @@ def _label_number(label: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+@functools.lru_cache(maxsize=8192)
 def session_color(label: str) -> str:
     """The colour of session ``label`` (e.g. ``"S3"``) in every sesskit figure.
 
@@ -108,6 +110,7 @@ def session_color(label: str) -> str:
     return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
 
 
+@functools.lru_cache(maxsize=8192)
 def _lane_offset(label: str) -> float:
     """Small vertical offset so sessions with equal refcounts stay visible side by side."""
     n = _label_number(label)
@@ -188,22 +191,33 @@ class _TextCachingRenderer(RendererAgg):
     def _rasterize(
         self, s: str, prop: Any, angle: float, fx: float, fy: float, gc: Any, mtext: Any
     ) -> tuple[np.ndarray, int, int] | None:
-        """The coverage mask of ``s`` drawn at ``(r + fx, r + fy)``, cropped, with its offsets from ``r``."""
-        w, h, _ = self.get_text_width_height_descent(s, prop, False)
-        r = int(math.hypot(w, h)) + 4
-        scratch = RendererAgg(2 * r, 2 * r, self.dpi)
-        black = scratch.new_gc()
-        black.set_foreground((0.0, 0.0, 0.0, 1.0), isRGBA=True)
-        black.set_antialiased(gc.get_antialiased())
-        RendererAgg.draw_text(scratch, black, r + fx, r + fy, s, prop, angle, mtext=mtext)
-        black.restore()
-        alpha = np.asarray(scratch.buffer_rgba())[:, :, 3]
-        rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
-        if not rows.size:
-            return None
+        """The coverage mask of ``s`` drawn at phase ``(fx, fy)``, cropped, and its offsets."""
+        em = prop.get_size_in_points() * self.dpi / 72
+        width = len(s) * 1.3 * em  # no glyph of a text font is wider; measuring costs a layout
+        for attempt in range(2):
+            if angle == 0:  # a tight strip: scanning and clearing a big square costs as much as drawing
+                x0, y0, size = 4, int(2 * em) + 4, (int(width) + 8, int(3 * em) + 8)
+            else:
+                r = int(math.hypot(width, 2 * em)) + 4
+                x0, y0, size = r, r, (2 * r, 2 * r)
+            scratch = RendererAgg(size[0], size[1], self.dpi)
+            black = scratch.new_gc()
+            black.set_foreground((0.0, 0.0, 0.0, 1.0), isRGBA=True)
+            black.set_antialiased(gc.get_antialiased())
+            RendererAgg.draw_text(scratch, black, x0 + fx, y0 + fy, s, prop, angle, mtext=mtext)
+            black.restore()
+            alpha = np.asarray(scratch.buffer_rgba())[:, :, 3]
+            rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+            if not rows.size:
+                return None
+            clipped = rows[0] == 0 or cols[0] == 0 or rows[-1] == size[1] - 1 or cols[-1] == size[0] - 1
+            if not clipped or attempt:
+                break
+            w, h, _ = self.get_text_width_height_descent(s, prop, False)  # an unusual font: measure
+            width, em = w + 8, max(em, h)
         image = np.ascontiguousarray(alpha[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
         # draw_text_image takes the left column and the row *below* the image (y downwards).
-        return image, int(cols[0]) - r, int(rows[-1]) + 1 - r
+        return image, int(cols[0]) - x0, int(rows[-1]) + 1 - y0
 
 
 def _font_key(prop: Any) -> tuple[Any, ...]:
@@ -292,6 +306,7 @@ class TimelineData:
     _refcount: dict[str, int] = field(default_factory=dict, repr=False)
     _cached: dict[str, bool] = field(default_factory=dict, repr=False)
     _dangling: dict[int, bool] = field(default_factory=dict, repr=False)
+    _series: dict[str, Any] = field(default_factory=dict, repr=False)  # see _refcount_series
 
     def extend(self, trace: Trace) -> TimelineData:
         """Fold the steps of ``trace`` this data has not seen yet; returns self."""
@@ -467,25 +482,49 @@ def _int_locator() -> Any:
     return MaxNLocator(integer=True, nbins=6)
 
 
-def _draw_refcount_lines(ax: Axes, data: TimelineData, many: bool) -> list[Any]:
+def _session_series(label: str, data: TimelineData) -> tuple[np.ndarray, list[list[tuple[float, float]]]]:
+    """One session's step line and its cache bands (final once the session is freed)."""
+    points = data.paths[label]
+    freed = data.freed_at.get(label)
+    end = (freed + 0.25) if freed is not None else data.n - 0.5
+    off = _lane_offset(label)
+    verts = np.asarray(_step_path(points, end))
+    verts[:, 1] += off
+    bands = []
+    for start, stop in data.cache_spans[label]:
+        stop_x = (stop - 0.5) if stop is not None else end
+        band = [(x, y) for x, y in verts if start - 0.5 < x < stop_x]
+        first = _value_at(points, start) + off
+        last = _value_at(points, stop - 1 if stop is not None else data.n - 1) + off
+        bands.append([(start - 0.5, first), *band, (stop_x, last)])
+    return verts, bands
+
+
+def _refcount_series(data: TimelineData) -> tuple[list[str], list[Any], list[Any], list[str]]:
+    """Colours, step lines, cache bands and band colours of every session, in label order."""
     colors = [session_color(label) for label in data.labels]
-    paths, bands, band_colors = [], [], []
+    paths: list[Any] = []
+    bands: list[Any] = []
+    band_colors: list[str] = []
     for label, color in zip(data.labels, colors, strict=True):
-        points = data.paths[label]
-        freed = data.freed_at.get(label)
-        end = (freed + 0.25) if freed is not None else data.n - 0.5
-        off = _lane_offset(label)
-        verts = np.asarray(_step_path(points, end))
-        verts[:, 1] += off
-        paths.append(verts)
-        for start, stop in data.cache_spans[label]:
-            stop_x = (stop - 0.5) if stop is not None else end
-            band = [(x, y) for x, y in verts if start - 0.5 < x < stop_x]
-            first = _value_at(points, start) + off
-            last = _value_at(points, stop - 1 if stop is not None else data.n - 1) + off
-            band = [(start - 0.5, first), *band, (stop_x, last)]
-            bands.append(band)
-            band_colors.append(color)
+        got = data._series.get(label)
+        if got is None:
+            got = _session_series(label, data)
+            if label in data.freed_at:  # a freed session's lines never change again
+                data._series[label] = got
+        paths.append(got[0])
+        bands += got[1]
+        band_colors += [color] * len(got[1])
+    return colors, paths, bands, band_colors
+
+
+def _series_style(data: TimelineData) -> tuple[bool, bool]:
+    """What the line widths and mark sizes depend on."""
+    return len(data.labels) > 40, len(data.labels) < 300
+
+
+def _draw_refcount_lines(ax: Axes, data: TimelineData, many: bool) -> list[Any]:
+    colors, paths, bands, band_colors = _refcount_series(data)
     band_width = 3.0 if many else 9.0
     coll_band = LineCollection(
         bands, colors=band_colors, linewidths=band_width, alpha=0.28, capstyle="butt", joinstyle="miter"
@@ -495,15 +534,44 @@ def _draw_refcount_lines(ax: Axes, data: TimelineData, many: bool) -> list[Any]:
     width, alpha = (2.0, 1.0) if not many else (0.8, 0.9) if len(paths) < 300 else (0.5, 0.6)
     lines = LineCollection(paths, colors=colors, linewidths=width, alpha=alpha)
     lines.set_gid("timeline:refcount")
-    lines.sesskit_labels = list(data.labels)  # type: ignore[attr-defined]
-    lines.sesskit_offsets = [_lane_offset(label) for label in data.labels]  # type: ignore[attr-defined]
+    _label_lines(lines, data)
     ax.add_collection(lines, autolim=False)
     return [coll_band, lines]
 
 
+def _label_lines(lines: LineCollection, data: TimelineData) -> None:
+    lines.sesskit_labels = list(data.labels)  # type: ignore[attr-defined]
+    lines.sesskit_offsets = [_lane_offset(label) for label in data.labels]  # type: ignore[attr-defined]
+
+
+def _update_timeline_data(artists: list[Any], data: TimelineData) -> None:
+    """Put ``data`` into the artists :func:`_draw_timeline_data` made (same style), in place."""
+    coll_band, lines, pts, dang, *cache_lines = artists
+    colors, paths, bands, band_colors = _refcount_series(data)
+    coll_band.set_segments(bands)
+    coll_band.set_color(band_colors)
+    lines.set_segments(paths)
+    lines.set_color(colors)
+    _label_lines(lines, data)
+    freed = _freed_marks(data)
+    pts.set_offsets(np.asarray([f[:2] for f in freed], float).reshape(-1, 2))
+    if freed:
+        pts.set_facecolor([f[2] for f in freed])
+    dang.set_offsets(np.asarray([(d[0], -0.55) for d in data.dangling], float).reshape(-1, 2))
+    dang.sesskit_refs = [(d[1], d[2]) for d in data.dangling]
+    for line in cache_lines:
+        side = line.get_gid().rsplit(":", 1)[1]
+        verts = np.asarray(_step_path(data.cache_sizes.get(side, [(0, 0)]), data.n - 0.5))
+        line.set_data(verts[:, 0], verts[:, 1])
+
+
+def _freed_marks(data: TimelineData) -> list[tuple[int, float, str]]:
+    return [(i, _lane_offset(label), session_color(label)) for label, i in data.freed_at.items()]
+
+
 def _draw_marks(ax: Axes, data: TimelineData) -> list[Any]:
     size = 70.0 if len(data.labels) <= 40 else 28.0
-    freed = [(i, _lane_offset(label), session_color(label)) for label, i in data.freed_at.items()]
+    freed = _freed_marks(data)
     xs = [f[0] for f in freed]
     ys = [f[1] for f in freed]
     pts = ax.scatter(
@@ -1106,6 +1174,7 @@ class StoryFigure:
         self._spans: list[Any] = []
         self._lines: list[Any] = []
         self._dynamic: list[Any] = []
+        self._style: tuple[bool, bool] | None = None  # _series_style of the timeline's artists
         self._bold: Any = None
         self._key: tuple[Any, ...] | None = None
         self._span = 0
@@ -1198,6 +1267,7 @@ class StoryFigure:
             color="#6d4c00",
         )
         self._dynamic = [a for a in (*self.ax_ref.collections, *self.ax_cache.lines) if a not in self._lines]
+        self._style = _series_style(self._data)
         self._dynamic += [*self._spans, *self._lines, self._step_text]
         for artist in self._dynamic:
             artist.set_animated(self.layered)
@@ -1206,10 +1276,16 @@ class StoryFigure:
     def _redraw_data(self) -> None:
         """Layered fast path: only the data artists of the timeline are made again."""
         keep = {*self._spans, *self._lines, self._step_text}
+        series = [a for a in self._dynamic if a not in keep and a.get_gid() != "timeline:new-tick-label"]
         for artist in self._dynamic:
-            if artist not in keep:
+            if artist not in keep and (artist not in series or self._style != _series_style(self._data)):
                 artist.remove()
-        fresh = _draw_timeline_data(self.ax_ref, self.ax_cache, self._data)
+        if self._style == _series_style(self._data):
+            _update_timeline_data(series, self._data)  # same artists, new data: no artist is made
+            fresh = series
+        else:
+            fresh = _draw_timeline_data(self.ax_ref, self.ax_cache, self._data)
+            self._style = _series_style(self._data)
         fresh += self._new_tick_labels()
         for artist in fresh:
             artist.set_animated(True)
