@@ -221,6 +221,14 @@ def test_saved_widgets_render_without_a_kernel(site: Path, server: str, browser_
     assert browser_context.errors == [], browser_context.errors
 
 
+def test_math_is_typeset_by_the_local_mathjax(site: Path, server: str, browser_context: Offline) -> None:
+    page = browser_context.open(f"{server}/index.html")
+    page.locator("mjx-container").first.wait_for(state="attached", timeout=15000)
+    page.close()
+    assert any("/_static/vendor/mathjax/" in u for u in browser_context.local)
+    assert browser_context.blocked == [], browser_context.blocked
+
+
 def test_an_animation_plays(site: Path, server: str, browser_context: Offline) -> None:
     page = browser_context.open(f"{server}/stories/tour.html")
     img = page.locator(".sesskit-animation img").first
