@@ -171,16 +171,3 @@ def _load() -> Libssl:
         raise CalibrationError(f"the libssl engine supports OpenSSL 3.x; Python loaded {version}")
     offsets = calibrate(lib, ffi, libc)
     return Libssl(ffi, lib, libc, ssl_path, version, offsets)
-
-
-def errors(L: Libssl) -> str:
-    """Drain OpenSSL's error queue into one line."""
-    out = []
-    buf = L.ffi.new("char[256]")
-    while True:
-        e = L.lib.ERR_get_error()
-        if not e:
-            break
-        L.lib.ERR_error_string_n(e, buf, 256)
-        out.append(L.ffi.string(buf).decode())
-    return "; ".join(out) or "no OpenSSL error queued"

@@ -3,13 +3,16 @@
 Two SSL_CTXs (client, server), an ephemeral self-signed certificate per lab,
 and per connection two SSLs joined by memory BIOs.  Python moves the bytes
 **one TLS record at a time**, so every session an operation creates can be
-seen (DESIGN.md, "Record granularity").  No socket is ever opened.
+seen (DESIGN.md, "Record granularity").  No socket is ever opened.  The
+operation frame, the record queues and the public operations are shared with
+the pyopenssl engine (:mod:`._frame`); this module says how libssl is observed.
 
 Observation (DESIGN.md, "How the real engines observe"):
 
-- every session seen is pinned by one *observer reference*, so its memory is
-  never read after OpenSSL frees it; the reported refcount excludes it, and
-  when the rest reaches 0 the session is reported freed and released;
+- every session seen is pinned by one *observer reference*
+  (``SSL_SESSION_up_ref``), so its memory is never read after OpenSSL frees
+  it; the reported refcount excludes it, and when the rest reaches 0 the
+  session is reported freed and released;
 - refcount, cache owner and list links are read at calibrated offsets
   (:mod:`._probe`); cache size and statistics come from ``SSL_CTX_ctrl``;
 - only what an operation touched is re-read: the link's sessions before and
@@ -32,33 +35,24 @@ lived (see README "Time").
 from __future__ import annotations
 
 import struct
-import threading
-from collections.abc import Iterable
 from typing import Any
 
 from ..errors import SesskitError
-from ..trace import CacheState, Delta, SessionState, SSLState
+from ..trace import CacheState
 from . import _libssl_ffi as F
+from ._frame import LiveCounts, ObservedSession, ObservedSSL, ObservingEngine
 from .base import LabConfig, OpResult
 
 __all__ = ["LibsslEngine", "live_objects"]
 
 _STATS_CTRL = [(k, v) for k, v in F.CTRL.items() if k != "number"]
-_RECORD_HEADER = 5
-_BUF_SIZE = 1 << 17
-_live_lock = threading.Lock()
-_live = {"SSL_CTX": 0, "SSL": 0, "observer refs": 0, "user refs": 0}
+_LIVE = LiveCounts()
+_count = _LIVE.add
 
 
 def live_objects() -> dict[str, int]:
     """How many OpenSSL objects (and references) all libssl engines hold now."""
-    with _live_lock:
-        return dict(_live)
-
-
-def _count(kind: str, n: int) -> None:
-    with _live_lock:
-        _live[kind] += n
+    return _LIVE.snapshot()
 
 
 def _make_cert() -> tuple[bytes, bytes]:
@@ -92,51 +86,21 @@ def _make_cert() -> tuple[bytes, bytes]:
     )
 
 
-class _Sess:
-    """A session sesskit has seen and pins; ``*word`` point at calibrated offsets."""
+class _Sess(ObservedSession):
+    """A libssl session: the pointer is its own key; ``prevword`` is its cache list link."""
 
-    __slots__ = ("addr", "label", "last", "ownerword", "prevword", "ptr", "refword", "side")
+    __slots__ = ("prevword",)
 
     def __init__(self, ptr: Any, side: str, refword: Any, ownerword: Any, prevword: Any) -> None:
-        self.ptr = ptr
-        self.addr = ptr  # cffi pointers hash and compare by address: a stable dict key
-        self.side = side
-        self.label = ""
-        self.refword = refword
-        self.ownerword = ownerword
+        super().__init__(ptr, ptr, side, refword, ownerword)  # cffi pointers: a stable dict key
         self.prevword = prevword
-        self.last: SessionState | None = None
 
 
-class _SSL:
-    __slots__ = ("cleared", "freed", "inbox", "name", "peer", "ptr", "rbio", "side", "wbio")
-
-    def __init__(self, name: str, side: str, ptr: Any, rbio: Any, wbio: Any) -> None:
-        self.name = name
-        self.side = side
-        self.ptr = ptr
-        self.rbio = rbio
-        self.wbio = wbio
-        self.inbox = bytearray()  # bytes sent to this SSL, not yet fed to it
-        self.peer: _SSL | None = None
-        self.freed = False
-        self.cleared = False
-
-    def next_record(self) -> bytes | None:
-        if len(self.inbox) < _RECORD_HEADER:
-            return None
-        n = _RECORD_HEADER + ((self.inbox[3] << 8) | self.inbox[4])
-        if len(self.inbox) < n:
-            return None
-        rec = bytes(self.inbox[:n])
-        del self.inbox[:n]
-        return rec
-
-
-class LibsslEngine:
+class LibsslEngine(ObservingEngine[_Sess]):
     """Engine over the process's own libssl (see module docstring)."""
 
     name = "libssl"
+    _live = _LIVE
 
     def __init__(self, config: LabConfig) -> None:
         self._L = L = F.load()
@@ -145,49 +109,24 @@ class LibsslEngine:
         self._ffi, self._lib = L.ffi, L.lib
         self._off = L.offsets
         self._config = config
-        self._lock = threading.RLock()
-        self._closed = False
-        self._buf = self._ffi.new("char[]", _BUF_SIZE)
+        self._init_frame(int(L.libc.time(self._ffi.NULL)))
         self._mem = self._lib.BIO_s_mem()
-        self._epoch = int(L.libc.time(self._ffi.NULL))  # OpenSSL's frozen "now"
-        self._now = 0  # virtual seconds
-        self._by_addr: dict[Any, _Sess] = {}
-        self._by_label: dict[str, _Sess] = {}
-        self._label_no = 0
-        self._user_refs: dict[str, int] = {}
-        self._ssls: dict[str, _SSL] = {}
-        self._links = 0
-        self._order: dict[str, list[str]] = {"client": [], "server": []}
         self._members: dict[str, set[str]] = {"client": set(), "server": set()}
         self._stats: dict[str, dict[str, int]] = {}
-        self._cache_last: dict[str, CacheState] = {}
-        self._seen: dict[str, list[_Sess]] = {"client": [], "server": []}
-        self._touched: dict[int, _Sess] = {}
-        self._touched_ssls: dict[str, _SSL] = {}
-        self._cb_error: BaseException | None = None
-        self._current: list[_SSL] = []
-        self._ctx: dict[str, Any] = {}
-        self._ctx_addr: dict[str, int] = {}
         self._t_int_p = self._ffi.typeof("int *")
         self._t_uintptr_p = self._ffi.typeof("uintptr_t *")
         self._t_void_p = self._ffi.typeof("void *")
         cert, key = _make_cert()
         self._callbacks = self._make_callbacks()
-        try:
-            for side in ("client", "server"):
-                self._ctx[side] = self._make_ctx(side, cert, key)
-                self._ctx_addr[side] = self._addr(self._ctx[side])
-        except BaseException:
-            self.close()
-            raise
+        self._open(cert, key)
 
     # -- set-up ----------------------------------------------------------------
-    def _make_ctx(self, side: str, cert: bytes, key: bytes) -> Any:
+    def _make_ctx(self, side: str, cert: bytes, key: bytes) -> None:
         lib, ffi, cfg = self._lib, self._ffi, self._config
         server = side == "server"
         ctx = lib.SSL_CTX_new(lib.TLS_server_method() if server else lib.TLS_client_method())
         if ctx == ffi.NULL:
-            raise SesskitError(f"SSL_CTX_new failed: {F.errors(self._L)}")
+            raise SesskitError(f"SSL_CTX_new failed: {self._errors()}")
         _count("SSL_CTX", 1)
         v = F.TLS_VERSION[cfg.tls]
         lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_MIN_PROTO_VERSION, v, ffi.NULL)
@@ -204,7 +143,7 @@ class LibsslEngine:
             if not ok:
                 lib.SSL_CTX_free(ctx)
                 _count("SSL_CTX", -1)
-                raise SesskitError(f"cannot set up the server SSL_CTX: {F.errors(self._L)}")
+                raise SesskitError(f"cannot set up the server SSL_CTX: {self._errors()}")
             if not cfg.tickets:
                 lib.SSL_CTX_set_options(ctx, F.SSL_OP_NO_TICKET)
             lib.SSL_CTX_set_session_ticket_cb(ctx, self._callbacks[2], self._callbacks[3], ffi.NULL)
@@ -212,7 +151,8 @@ class LibsslEngine:
             lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_SESS_CACHE_MODE, F.SSL_SESS_CACHE_CLIENT, ffi.NULL)
         lib.SSL_CTX_sess_set_new_cb(ctx, self._callbacks[1 if server else 0])
         self._stats[side] = dict.fromkeys(F.CTRL, -1)
-        return ctx
+        self._ctx[side] = ctx
+        self._ctx_addr[side] = self._addr(ctx)
 
     def _make_callbacks(self) -> tuple[Any, Any, Any, Any]:
         ffi, lib = self._ffi, self._lib
@@ -266,10 +206,7 @@ class LibsslEngine:
             ),
         )
 
-    # -- low-level helpers -------------------------------------------------------
-    def _addr(self, p: Any) -> int:
-        return int(self._ffi.cast("uintptr_t", p))
-
+    # -- observation -------------------------------------------------------------
     def _see(self, ptr: Any, side: str) -> _Sess | None:
         """Note a session pointer that is live right now (pin it if new)."""
         if ptr == self._ffi.NULL:
@@ -294,111 +231,21 @@ class LibsslEngine:
         self._touched[ptr] = s
         return s
 
-    def _see_ssl(self, ssl: _SSL) -> None:
+    def _see_ssl(self, ssl: ObservedSSL) -> None:
         self._touched_ssls[ssl.name] = ssl
         if ssl.ptr is not None:
             self._see(self._lib.SSL_get_session(ssl.ptr), ssl.side)
 
-    def _drain(self, ssl: _SSL) -> None:
-        read, buf, wbio, peer = self._lib.BIO_read, self._buf, ssl.wbio, ssl.peer
-        while True:
-            n = read(wbio, buf, _BUF_SIZE)  # an empty memory BIO returns -1
-            if n <= 0:
-                return
-            if peer is not None and not peer.freed and not peer.cleared:
-                peer.inbox += self._ffi.buffer(buf, n)
-            if n < _BUF_SIZE:
-                return
+    def _session_at(self, p: Any) -> _Sess:
+        return self._by_addr[p]
 
-    def _feed(self, ssl: _SSL, whole: bool = False) -> bool:
-        """Give ``ssl`` its next pending record (or everything pending)."""
-        if whole:
-            rec = bytes(ssl.inbox)
-            ssl.inbox.clear()
-        else:
-            rec = ssl.next_record() or b""
-        if not rec:
-            return False
-        self._lib.BIO_write(ssl.rbio, rec, len(rec))
-        return True
+    def _resumable(self, s: _Sess) -> bool:
+        return bool(self._lib.SSL_SESSION_is_resumable(s.ptr))
 
-    def _call(self, ssl: _SSL, fn: Any, *args: Any) -> tuple[int, int]:
-        """One libssl call on ``ssl``; move what it wrote; look at its session."""
-        r = fn(ssl.ptr, *args)
-        err = 0 if r > 0 else self._lib.SSL_get_error(ssl.ptr, r)
-        self._drain(ssl)
-        self._see_ssl(ssl)
-        if self._cb_error is not None:
-            exc, self._cb_error = self._cb_error, None
-            raise SesskitError(f"observation callback failed: {exc!r}") from exc
-        return r, err
-
-    # -- operation frame ---------------------------------------------------------
-    def _begin(self, *ssls: _SSL) -> None:
-        self._seen = {"client": [], "server": []}
-        self._touched = {}
-        self._touched_ssls = {}
-        self._current = [x for x in ssls if x is not None]
-        for x in self._current:
-            self._see_ssl(x)
-
-    def _finish(self, full_walk: bool = False, stats: bool = False) -> Delta:
-        """Label what was seen, re-read what was touched, and say what changed.
-
-        ``stats``: re-read the cache statistics too (only handshakes and record
-        processing move them); ``SSL_CTX_sess_number`` is read after every operation.
-        """
-        lib = self._lib
-        for x in self._current:
-            if not x.freed:
-                self._see_ssl(x)
-        for side in ("client", "server"):  # labels: client side first, then server
-            for s in self._seen[side]:
-                self._label_no += 1
-                s.label = f"S{self._label_no}"
-                self._by_label[s.label] = s
-        caches: dict[str, CacheState] = {}
-        for side in ("client", "server"):
-            c = self._observe_cache(side, full_walk, stats)
-            if c is not None:
-                caches[side] = c
-        sessions: dict[str, SessionState] = {}
-        for s in list(self._touched.values()):
-            st = self._read(s)
-            if st != s.last:
-                s.last = st
-                sessions[s.label] = st
-            if st.freed:
-                del self._by_addr[s.addr]
-                lib.SSL_SESSION_free(s.ptr)  # drop the observer reference: really freed now
-                _count("observer refs", -1)
-                s.ptr = s.refword = None
-        ssls = {n: self._ssl_state(x) for n, x in self._touched_ssls.items()}
-        self._current = []
-        return Delta(sessions=sessions, ssls=ssls, caches=caches)
-
-    def _read(self, s: _Sess) -> SessionState:
-        if s.ptr is None:
-            assert s.last is not None
-            return s.last
-        refs = int(s.refword[0]) - 1  # minus the observer reference
-        if refs <= 0:
-            return SessionState(s.label, s.side, 0, None, False, True)
-        owner = int(s.ownerword[0])
-        cache = None
-        if owner:
-            for side, ctx_addr in self._ctx_addr.items():
-                if owner == ctx_addr:
-                    cache = side
-        return SessionState(s.label, s.side, refs, cache, bool(self._lib.SSL_SESSION_is_resumable(s.ptr)))
-
-    def _ssl_state(self, x: _SSL) -> SSLState:
-        if x.freed:
-            return SSLState(x.name, x.side, None, True, False, x.cleared)
-        p = self._lib.SSL_get_session(x.ptr)
-        label = None if p == self._ffi.NULL else self._by_addr[p].label
-        sent = bool(self._lib.SSL_get_shutdown(x.ptr) & F.SSL_SENT_SHUTDOWN)
-        return SSLState(x.name, x.side, label, False, sent, x.cleared)
+    def _error_string(self, e: int) -> str:
+        buf = self._ffi.new("char[256]")
+        self._lib.ERR_error_string_n(e, buf, 256)
+        return self._ffi.string(buf).decode()
 
     def _stats_of(self, side: str) -> dict[str, int]:
         ctx, null, ctrl = self._ctx[side], self._ffi.NULL, self._lib.SSL_CTX_ctrl
@@ -489,159 +336,28 @@ class LibsslEngine:
         members = [s for s in members if self._owned(s, ctx_addr)]
         return self._place([], members)
 
-    # -- public operations ---------------------------------------------------------
-    def initial(self) -> Delta:
-        with self._lock:
-            self._begin()
-            return self._finish()
-
-    def connect(self, resume: str | None = None) -> OpResult:
-        with self._lock:
-            self._links += 1
-            k = self._links
-            c = self._new_ssl(f"c{k}", "client")
-            s = self._new_ssl(f"s{k}", "server")
-            c.peer, s.peer = s, c
-            self._begin(c, s)
-            lib = self._lib
-            if resume is not None:
-                target = self._by_label[resume]
-                self._touched[target.addr] = target
-                if lib.SSL_set_session(c.ptr, target.ptr) != 1:
-                    raise SesskitError(f"SSL_set_session({c.name}, {resume}) failed: {F.errors(self._L)}")
-                self._see_ssl(c)
-            c_done = self._hs(c)
-            s_done = False
-            for _ in range(1000):
-                if c_done and s_done:
-                    break
-                moved = False
-                # A handshake flight is fed whole: no session is made and dropped inside
-                # one flight, so the same sessions are seen as record by record (and the
-                # handshake costs what it costs without sesskit).
-                if not s_done and self._feed(s, whole=True):
-                    s_done, moved = self._hs(s), True
-                if not c_done and self._feed(c, whole=True):
-                    c_done, moved = self._hs(c), True
-                if not moved:
-                    raise SesskitError(f"handshake {c.name}↔{s.name} stalled: {F.errors(self._L)}")
-            reused = bool(lib.SSL_session_reused(c.ptr))
-            delta = self._finish(stats=True)
-            return OpResult(delta, (c.name, s.name, reused))
-
-    def _new_ssl(self, name: str, side: str) -> _SSL:
+    # -- what only libssl can do, and how it frees and ages --------------------------
+    def _new_ssl(self, name: str, side: str) -> ObservedSSL:
         lib, ffi = self._lib, self._ffi
         ptr = lib.SSL_new(self._ctx[side])
         rbio, wbio = lib.BIO_new(self._mem), lib.BIO_new(self._mem)
         if ptr == ffi.NULL or rbio == ffi.NULL or wbio == ffi.NULL:
-            raise SesskitError(f"SSL_new/BIO_new failed: {F.errors(self._L)}")
+            raise SesskitError(f"SSL_new/BIO_new failed: {self._errors()}")
         lib.SSL_set_bio(ptr, rbio, wbio)  # the SSL owns both BIOs from here on
         (lib.SSL_set_accept_state if side == "server" else lib.SSL_set_connect_state)(ptr)
         _count("SSL", 1)
-        x = _SSL(name, side, ptr, rbio, wbio)
+        x = ObservedSSL(name, side, ptr, rbio, wbio)
         self._ssls[name] = x
         return x
-
-    def _hs(self, ssl: _SSL) -> bool:
-        r, err = self._call(ssl, self._lib.SSL_do_handshake)
-        if r == 1:
-            return True
-        if err in (F.SSL_ERROR_WANT_READ, F.SSL_ERROR_WANT_WRITE):
-            return False
-        raise SesskitError(f"SSL_do_handshake on {ssl.name} failed (error {err}): {F.errors(self._L)}")
-
-    def _op(self, name: str) -> _SSL:
-        x = self._ssls[name]
-        self._begin(x)
-        return x
-
-    def get0(self, ssl: str) -> OpResult:
-        with self._lock:
-            x = self._op(ssl)
-            p = self._lib.SSL_get_session(x.ptr)
-            delta = self._finish()
-            return OpResult(delta, None if p == self._ffi.NULL else self._by_addr[p].label)
-
-    def get1(self, ssl: str) -> OpResult:
-        with self._lock:
-            x = self._op(ssl)
-            p = self._lib.SSL_get1_session(x.ptr)
-            label = None
-            if p != self._ffi.NULL:
-                s = self._see(p, x.side)
-                assert s is not None
-                delta = self._finish()
-                label = s.label
-                self._user_refs[label] = self._user_refs.get(label, 0) + 1
-                _count("user refs", 1)
-            else:
-                delta = self._finish()
-            return OpResult(delta, label)
-
-    def read(self, ssl: str) -> OpResult:
-        with self._lock:
-            x = self._op(ssl)
-            while self._feed(x):
-                r, err = self._call(x, self._lib.SSL_read, self._buf, _BUF_SIZE)
-                if r <= 0 and err not in (F.SSL_ERROR_WANT_READ, F.SSL_ERROR_ZERO_RETURN):
-                    self._lib.ERR_clear_error()
-                    break
-            return OpResult(self._finish(stats=True))
-
-    def shutdown(self, ssl: str) -> OpResult:
-        with self._lock:
-            x = self._op(ssl)
-            lib = self._lib
-            if not lib.SSL_get_shutdown(x.ptr) & F.SSL_SENT_SHUTDOWN:
-                self._call(x, lib.SSL_shutdown)
-            else:
-                while self._feed(x):
-                    r, _ = self._call(x, lib.SSL_shutdown)
-                    if r == 1:
-                        break
-            lib.ERR_clear_error()
-            return OpResult(self._finish(stats=True))
 
     def clear(self, ssl: str) -> OpResult:
         with self._lock:
             x = self._op(ssl)
             if self._lib.SSL_clear(x.ptr) != 1:
-                raise SesskitError(f"SSL_clear({ssl}) failed: {F.errors(self._L)}")
+                raise SesskitError(f"SSL_clear({ssl}) failed: {self._errors()}")
             x.cleared = True
             x.inbox.clear()
             return OpResult(self._finish())
-
-    def free(self, ssl: str) -> OpResult:
-        with self._lock:
-            x = self._op(ssl)
-            self._free_ssl(x)
-            return OpResult(self._finish())
-
-    def _free_ssl(self, x: _SSL) -> None:
-        self._lib.SSL_free(x.ptr)  # also frees its BIOs: never touch them again
-        _count("SSL", -1)
-        x.ptr = x.rbio = x.wbio = None
-        x.freed = True
-        x.inbox.clear()
-
-    def session_free(self, session: str) -> OpResult:
-        with self._lock:
-            self._begin()
-            s = self._by_label[session]
-            self._touched[s.addr] = s
-            self._lib.SSL_SESSION_free(s.ptr)
-            self._user_refs[session] -= 1
-            _count("user refs", -1)
-            return OpResult(self._finish())
-
-    def advance(self, seconds: int) -> OpResult:
-        with self._lock:
-            self._begin()
-            self._now += seconds
-            lib = self._lib
-            for s in sorted(self._by_addr.values(), key=lambda s: int(s.label[1:])):
-                lib.SSL_SESSION_set_time(s.ptr, lib.SSL_SESSION_get_time(s.ptr) - seconds)
-            return OpResult(self._finish(full_walk=True))
 
     def flush(self, side: str, at: int) -> OpResult:
         with self._lock:
@@ -649,31 +365,12 @@ class LibsslEngine:
             self._lib.SSL_CTX_flush_sessions(self._ctx[side], self._epoch + (at - self._now))
             return OpResult(self._finish())
 
-    # -- teardown ------------------------------------------------------------------
-    def close(self) -> None:
-        """Free every SSL, every reference sesskit or its user holds, and both SSL_CTXs."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            lib = self._lib
-            for x in self._ssls.values():
-                if not x.freed:
-                    self._free_ssl(x)
-            for label, n in self._user_refs.items():
-                s = self._by_label[label]
-                for _ in range(n):
-                    lib.SSL_SESSION_free(s.ptr)
-                    _count("user refs", -1)
-            self._user_refs.clear()
-            for s in self._by_addr.values():
-                lib.SSL_SESSION_free(s.ptr)
-                _count("observer refs", -1)
-            self._by_addr.clear()
-            for ctx in self._ctx.values():
-                lib.SSL_CTX_free(ctx)
-                _count("SSL_CTX", -1)
-            self._ctx.clear()
+    def _ssl_free(self, ptr: Any) -> None:
+        self._lib.SSL_free(ptr)
 
-    def sessions_alive(self) -> Iterable[str]:
-        return [s.label for s in self._by_addr.values()]
+    def _ctx_free(self, ctx: Any) -> None:
+        self._lib.SSL_CTX_free(ctx)
+
+    def _age(self, s: _Sess, seconds: int) -> None:
+        lib = self._lib
+        lib.SSL_SESSION_set_time(s.ptr, lib.SSL_SESSION_get_time(s.ptr) - seconds)
