@@ -958,7 +958,7 @@ def _box(
         mutation_aspect=0.5,
     )
     patch.set_gid(f"{gid}:box")
-    ax.add_patch(patch)
+    ax.add_artist(patch)  # no data-limit update (the heap's limits are fixed)
     t = ax.text(
         x,
         y,
@@ -1080,7 +1080,7 @@ def _draw_caches(ax: Axes, snap: Snapshot, boxes: dict[str, _Box], lay: _HeapLay
             zorder=1,
         )
         frame.set_gid(f"cache:{side}")
-        ax.add_patch(frame)
+        ax.add_artist(frame)
         k += 1  # a gap between the two caches
 
 
@@ -1175,6 +1175,7 @@ class StoryFigure:
         self._lines: list[Any] = []
         self._dynamic: list[Any] = []
         self._style: tuple[bool, bool] | None = None  # _series_style of the timeline's artists
+        self._count: Any = None  # layered: the legend title counting the sessions
         self._bold: Any = None
         self._key: tuple[Any, ...] | None = None
         self._span = 0
@@ -1230,7 +1231,9 @@ class StoryFigure:
         labelled = self._key[2] if self._key and self._key[1] == stride else -(-data.n // stride)
         if len(range(labelled * stride, data.n, stride)) > 6:
             labelled = -(-data.n // stride)
-        legend = tuple(data.labels) if len(data.labels) <= _MAX_LEGEND else len(data.labels)
+        # A long story's legend says "N sessions": the count is drawn with the data (see
+        # _redraw_timeline), so only a change in its number of digits redraws the legend.
+        legend = tuple(data.labels) if len(data.labels) <= _MAX_LEGEND else len(str(len(data.labels)))
         cache_top = _cache_top(data)
         cache_top = -(-cache_top * 5 // 4 // 5) * 5 if cache_top > 4 else 4
         return (self._span, stride, labelled, max(data.max_refcount, 1), cache_top, legend)
@@ -1271,11 +1274,18 @@ class StoryFigure:
         self._dynamic += [*self._spans, *self._lines, self._step_text]
         for artist in self._dynamic:
             artist.set_animated(self.layered)
+        self._count = None
+        if self.layered and len(self._data.labels) > _MAX_LEGEND:
+            # The legend's "N sessions" title: the static layer keeps its room (drawn
+            # transparent); render() draws it over with the current count.
+            self._count = self.ax_ref.get_legend().get_title()  # type: ignore[union-attr]
+            self._count.set_alpha(0)
+            self._dynamic.append(self._count)
         self._bg = None
 
     def _redraw_data(self) -> None:
         """Layered fast path: only the data artists of the timeline are made again."""
-        keep = {*self._spans, *self._lines, self._step_text}
+        keep = {*self._spans, *self._lines, self._step_text, self._count}
         series = [a for a in self._dynamic if a not in keep and a.get_gid() != "timeline:new-tick-label"]
         for artist in self._dynamic:
             if artist not in keep and (artist not in series or self._style != _series_style(self._data)):
@@ -1290,6 +1300,9 @@ class StoryFigure:
         for artist in fresh:
             artist.set_animated(True)
         self._dynamic = [*fresh, *self._spans, *self._lines, self._step_text]
+        if self._count is not None:
+            self._count.set_text(f"{len(self._data.labels)} sessions")
+            self._dynamic.append(self._count)
 
     def _new_tick_labels(self) -> list[Any]:
         """Tick labels of the steps added since the static layer was drawn, styled like the others."""
@@ -1344,6 +1357,8 @@ class StoryFigure:
             canvas.draw()  # animated artists are left out: this is the static layer
             self._bg = canvas.copy_from_bbox(self.fig.bbox)  # type: ignore[attr-defined]
             self._heap_pixels = None
+            if self._count is not None:
+                self._count.set_alpha(None)
         else:
             canvas.restore_region(self._bg)  # type: ignore[attr-defined]
         for artist in sorted(self._dynamic, key=lambda a: a.get_zorder()):
