@@ -28,6 +28,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+import sesskit
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -172,6 +174,8 @@ def test_every_notebook_and_story_has_a_page(site: Path) -> None:
         assert "data:image/png;base64" in story, f"{name}: no animation frames"
         assert (site / "_images" / f"{name}.png").is_file()
     assert list((site / "_downloads").rglob("*.svg"))
+    (trace_json,) = (site / "_downloads").rglob("tour.json")
+    assert len(sesskit.Trace.from_json(trace_json.read_text())) > 3
     api = (site / "api.html").read_text()
     for name in ("sesskit.Lab", "sesskit.Link", "sesskit.Endpoint", "sesskit.SessionRef", "sesskit.Trace"):
         assert f'id="{name}"' in api, name

@@ -161,6 +161,7 @@ def render_story(name: str, out_dir: str, key: str) -> str:
     (out / "_anim" / f"{name}.html").write_text(f'<div class="sesskit-animation">\n{anim}\n</div>\n')
     plot.save(trace, out / "_figures" / f"{name}.png")
     plot.save(trace, out / "_figures" / f"{name}.svg")
+    scenarios.write(trace, out / "_figures" / f"{name}.json")
     (out / f"{name}.md").write_text(_story_page(name, story, trace))
     (out / f".{name}.key").write_text(key)
     return name
@@ -196,7 +197,8 @@ session's refcount over the steps.
 
 ![{name}: the heap at the last step and the refcount timeline](_figures/{name}.png)
 
-The same figure as {{download}}`SVG <_figures/{name}.svg>`.
+The same figure as {{download}}`SVG <_figures/{name}.svg>`; the whole trace as
+{{download}}`JSON <_figures/{name}.json>` (load it with `sesskit.Trace.from_json`, plot it anywhere).
 
 ## Every step and why
 
