@@ -131,8 +131,9 @@ FALLBACK = [p for p in NOTEBOOKS if p.name.startswith(("01_", "08_"))]
 def test_notebook_falls_back_to_the_model_with_a_visible_note(
     path: Path, kernel_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A kernel in which the libssl engine cannot be imported, as on a machine without it.
-    (tmp_path / "sitecustomize.py").write_text('import sys\nsys.modules["sesskit.engines.libssl"] = None\n')
+    # A kernel in which no real engine can be imported, as on a machine without OpenSSL bindings.
+    blocked = "".join(f'sys.modules["sesskit.engines.{name}"] = None\n' for name in ("libssl", "pyopenssl"))
+    (tmp_path / "sitecustomize.py").write_text("import sys\n" + blocked)
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     )
