@@ -122,7 +122,8 @@ class ObservingEngine(Generic[S]):
 
     A subclass sets ``_ffi``/``_lib`` to its own OpenSSL copy, calls
     :meth:`_init_frame`, opens its two SSL_CTXs with :meth:`_open`, and
-    implements the hooks below (they raise ``NotImplementedError`` here).
+    implements the hooks below (they raise ``NotImplementedError`` here) and
+    ``clear``/``flush``, which only one engine can perform.
     """
 
     _live: LiveCounts
@@ -162,11 +163,11 @@ class ObservingEngine(Generic[S]):
 
     # -- hooks: what each engine does its own way ----------------------------------
     def _make_ctx(self, side: str, cert: Any, key: Any) -> None:
-        """Set up the SSL_CTX of ``side``; register it in ``_ctx`` and ``_ctx_addr``."""
+        """Set up the SSL_CTX of ``side``, count it, register it in ``_ctx`` and ``_ctx_addr``."""
         raise NotImplementedError
 
-    def _new_ssl(self, name: str, side: str) -> ObservedSSL:
-        """A new SSL of ``side`` over two memory BIOs, registered in ``_ssls``."""
+    def _ssl_new(self, name: str, side: str) -> ObservedSSL:
+        """``SSL_new`` on the SSL_CTX of ``side``, over two memory BIOs, in its role."""
         raise NotImplementedError
 
     def _see_ssl(self, ssl: ObservedSSL) -> None:
@@ -178,6 +179,7 @@ class ObservingEngine(Generic[S]):
         raise NotImplementedError
 
     def _resumable(self, s: S) -> bool:
+        """``SSL_SESSION_is_resumable`` of a pinned session."""
         raise NotImplementedError
 
     def _observe_cache(self, side: str, full_walk: bool, read_stats: bool) -> CacheState | None:
@@ -193,6 +195,7 @@ class ObservingEngine(Generic[S]):
         raise NotImplementedError
 
     def _ctx_free(self, ctx: Any) -> None:
+        """``SSL_CTX_free``."""
         raise NotImplementedError
 
     def _error_string(self, e: int) -> str:
@@ -354,6 +357,12 @@ class ObservingEngine(Generic[S]):
             reused = bool(lib.SSL_session_reused(c.ptr))
             delta = self._finish(stats=True)
             return OpResult(delta, (c.name, s.name, reused))
+
+    def _new_ssl(self, name: str, side: str) -> ObservedSSL:
+        x = self._ssl_new(name, side)
+        self._live.add("SSL", 1)
+        self._ssls[name] = x
+        return x
 
     def _hs(self, ssl: ObservedSSL) -> bool:
         r, err = self._call(ssl, self._lib.SSL_do_handshake)

@@ -337,7 +337,7 @@ class LibsslEngine(ObservingEngine[_Sess]):
         return self._place([], members)
 
     # -- what only libssl can do, and how it frees and ages --------------------------
-    def _new_ssl(self, name: str, side: str) -> ObservedSSL:
+    def _ssl_new(self, name: str, side: str) -> ObservedSSL:
         lib, ffi = self._lib, self._ffi
         ptr = lib.SSL_new(self._ctx[side])
         rbio, wbio = lib.BIO_new(self._mem), lib.BIO_new(self._mem)
@@ -345,10 +345,7 @@ class LibsslEngine(ObservingEngine[_Sess]):
             raise SesskitError(f"SSL_new/BIO_new failed: {self._errors()}")
         lib.SSL_set_bio(ptr, rbio, wbio)  # the SSL owns both BIOs from here on
         (lib.SSL_set_accept_state if side == "server" else lib.SSL_set_connect_state)(ptr)
-        _count("SSL", 1)
-        x = ObservedSSL(name, side, ptr, rbio, wbio)
-        self._ssls[name] = x
-        return x
+        return ObservedSSL(name, side, ptr, rbio, wbio)
 
     def clear(self, ssl: str) -> OpResult:
         with self._lock:

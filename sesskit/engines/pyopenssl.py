@@ -120,13 +120,10 @@ class PyOpenSSLEngine(ObservingEngine[_Sess]):
             ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
         self._ctx_addr[side] = self._addr(ctx._context)
 
-    def _new_ssl(self, name: str, side: str) -> ObservedSSL:
+    def _ssl_new(self, name: str, side: str) -> ObservedSSL:
         conn = self._SSL.Connection(self._ctx[side], None)  # SSL_new + two memory BIOs
         (conn.set_accept_state if side == "server" else conn.set_connect_state)()
-        _count("SSL", 1)
-        x = ObservedSSL(name, side, conn._ssl, conn._into_ssl, conn._from_ssl, conn)
-        self._ssls[name] = x
-        return x
+        return ObservedSSL(name, side, conn._ssl, conn._into_ssl, conn._from_ssl, conn)
 
     # -- observation -------------------------------------------------------------
     def _see_ssl(self, ssl: ObservedSSL) -> None:
