@@ -108,6 +108,18 @@ def test_notebook_01_runs_in_a_fresh_binder_environment_on_libssl(tmp_path: Path
     )
     assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
 
+    # The Binder links open /lab and /voila/render: both server extensions must be enabled there.
+    ext = subprocess.run(
+        [str(venv / "bin" / "jupyter"), "server", "extension", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    listing = ext.stdout + ext.stderr
+    for name in ("jupyterlab", "voila"):
+        assert re.search(rf"^\s*{name}\b.*enabled", listing, re.M), listing
+
     (tmp_path / "probe.py").write_text(PROBE)
     (tmp_path / "run.py").write_text(RUNNER)
     out = tmp_path / "01_executed.ipynb"
