@@ -43,16 +43,16 @@ def _make_engine(name: str, config: LabConfig) -> tuple[Engine, str]:
         from .engines.model import ModelEngine
 
         return ModelEngine(config), ""
-    reasons = []
-    for real in ("libssl", "pyopenssl"):  # the best real one first
-        try:
-            return _make_engine(real, config)
-        except (SesskitError, OSError, ImportError) as exc:
-            reasons.append(f"{real}: {exc}")
-    from .engines.model import ModelEngine
+    # "auto" is the real engine that can do every operation (libssl), else the model:
+    # pyOpenSSL's OpenSSL lacks SSL_clear and SSL_CTX_flush_sessions, so a story that
+    # needs them would break half-way on it. Ask for engine="pyopenssl" by name.
+    try:
+        return _make_engine("libssl", config)
+    except (SesskitError, OSError, ImportError) as exc:
+        from .engines.model import ModelEngine
 
-    note = f"no real OpenSSL engine available ({'; '.join(reasons)}); showing the model's predictions"
-    return ModelEngine(config), note
+        note = f"no real OpenSSL engine available (libssl: {exc}); showing the model's predictions"
+        return ModelEngine(config), note
 
 
 class Lab:
@@ -193,11 +193,14 @@ class Lab:
 
         return overview(self.trace)
 
-    def stepper(self) -> Stepper:
-        """An ipywidgets stepper: one button per operation, a history slider, the figures."""
+    def stepper(self, **options: Any) -> Stepper:
+        """An ipywidgets stepper: one button per operation, a history slider, the figures.
+
+        ``options`` go to :class:`sesskit.widgets.Stepper` (e.g. ``render="png"``).
+        """
         from .widgets import Stepper
 
-        return Stepper(self)
+        return Stepper(self, **options)
 
     # -- operations ----------------------------------------------------------
     def connect(self, resume: SessionRef | None = None) -> Link:
