@@ -33,12 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
-from matplotlib.transforms import Bbox
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox, BboxBase, TransformedBbox
 
 from .trace import SIDES, RefState, Snapshot, Trace
 
@@ -150,6 +152,52 @@ class _TextCachingRenderer(RendererAgg):
     def __init__(self, width: float, height: float, dpi: float) -> None:
         super().__init__(width, height, dpi)
         self._masks: OrderedDict[tuple[Any, ...], tuple[np.ndarray, int, int] | None] = OrderedDict()
+        self._sprites: OrderedDict[tuple[Any, ...], tuple[np.ndarray, int, int] | None] = OrderedDict()
+        self._scratch: RendererAgg | None = None
+
+    def stamp(self, look: tuple[Any, ...], anchor: Any, parts: Sequence[Any], clip: BboxBase) -> None:
+        """Draw ``parts`` as a picture kept under ``look`` (what they look like, relative to ``anchor``).
+
+        The picture is drawn by Agg once, on a transparent scratch canvas, and
+        blended in like an image afterwards.  ``anchor`` (display coordinates)
+        is rounded to a whole pixel, so a box looks the same on every row;
+        ``clip`` (display) holds everything the parts draw.
+        """
+        ix, iy = round(anchor[0]), round(anchor[1])
+        sprite = self._sprites.get(look)
+        if sprite is None and look not in self._sprites:
+            sprite = self._sprite(parts, ix, iy, clip)
+            self._sprites[look] = sprite
+            if len(self._sprites) > self._MAX_STRINGS:
+                self._sprites.popitem(last=False)
+        if sprite is not None:
+            image, dx, dy = sprite
+            gc = self.new_gc()
+            self.draw_image(gc, ix + dx, iy + dy, image)
+            gc.restore()
+
+    def _sprite(
+        self, parts: Sequence[Any], ix: int, iy: int, clip: BboxBase
+    ) -> tuple[np.ndarray, int, int] | None:
+        if self._scratch is None:
+            self._scratch = _TextCachingRenderer(self.width, self.height, self.dpi)
+            self._scratch._masks = self._masks  # one text cache for both
+        scratch = self._scratch
+        for part in sorted(parts, key=lambda a: a.get_zorder()):
+            part.draw(scratch)
+        height = int(self.height)
+        top, bottom = max(0, height - math.ceil(clip.y1) - 1), min(height, height - math.floor(clip.y0) + 1)
+        left, right = max(0, math.floor(clip.x0) - 1), min(int(self.width), math.ceil(clip.x1) + 1)
+        region = np.asarray(scratch.buffer_rgba())[top:bottom, left:right]
+        alpha = region[:, :, 3]
+        rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+        sprite = None
+        if rows.size:
+            # draw_image takes the rows bottom up, and the lower left corner (y upwards).
+            image = region[rows[-1] : (rows[0] - 1 if rows[0] else None) : -1, cols[0] : cols[-1] + 1].copy()
+            sprite = image, left + int(cols[0]) - ix, height - top - int(rows[-1]) - 1 - iy
+        region[...] = (255, 255, 255, 0)  # what clear() leaves, for the next sprite
+        return sprite
 
     def draw_text(
         self,
@@ -787,6 +835,54 @@ class _HeapLayout:
         return w, h
 
 
+class _Stamp(Artist):
+    """A few heap artists drawn as one picture (a box and its text, an arrow).
+
+    On a :class:`_TextCachingRenderer` the picture is drawn once and then
+    stamped wherever the same ``look`` comes back; elsewhere (``heap()``,
+    savefig, SVG) the artists are drawn as usual.  The artists stay reachable
+    (``get_children``, ``findobj``) with their gids.
+    """
+
+    def __init__(
+        self,
+        ax: Axes,
+        parts: Sequence[Any],
+        look: tuple[Any, ...],
+        anchor: tuple[float, float],
+        extent: tuple[float, float, float, float],
+        zorder: float,
+    ) -> None:
+        super().__init__()
+        self._parts = list(parts)
+        self._look = look
+        self._anchor = anchor  # data coordinates
+        self.set_zorder(zorder)
+        # Everything the parts draw lies in ``extent`` (data): a clip that makes sure of it.
+        self._clip = TransformedBbox(Bbox.from_extents(*extent), ax.transData)
+        fig = ax.get_figure()
+        for part in self._parts:
+            part.set_figure(fig)
+            part.set_transform(ax.transData)
+            part.axes = ax
+            part.set_clip_box(self._clip)
+        ax.add_artist(self)
+
+    def get_children(self) -> list[Any]:
+        return list(self._parts)
+
+    def draw(self, renderer: Any) -> None:
+        if not self.get_visible():
+            return
+        if isinstance(renderer, _TextCachingRenderer):
+            anchor = self.axes.transData.transform(self._anchor)  # type: ignore[union-attr]
+            renderer.stamp(self._look, anchor, self._parts, self._clip)
+        else:
+            for part in sorted(self._parts, key=lambda a: a.get_zorder()):
+                part.draw(renderer)
+        self.stale = False
+
+
 @dataclass
 class _Box:
     x: float
@@ -820,7 +916,7 @@ def _pick(snap: Snapshot, max_dangling: int | None) -> tuple[list[Any], list[Ref
 
 def _clear(ax: Axes) -> None:
     """Empty an axes without ``ax.clear()`` (which rebuilds its axis machinery: slow)."""
-    for artist in [*ax.texts, *ax.patches, *ax.lines, *ax.collections]:
+    for artist in [*ax.texts, *ax.patches, *ax.lines, *ax.collections, *ax.artists]:
         artist.remove()
 
 
@@ -958,19 +1054,18 @@ def _box(
         mutation_aspect=0.5,
     )
     patch.set_gid(f"{gid}:box")
-    ax.add_artist(patch)  # no data-limit update (the heap's limits are fixed)
-    t = ax.text(
-        x,
-        y,
-        text,
-        ha="center",
-        va="center",
-        fontsize=fs,
-        linespacing=1.25,
-        zorder=3,
-        color=_GHOST if gid.startswith("ghost:") else "black",
-    )
+    color = _GHOST if gid.startswith("ghost:") else "black"
+    t = Text(x, y, text, ha="center", va="center", fontsize=fs, linespacing=1.25, zorder=3, color=color)
     t.set_gid(gid)
+    look = ("box", w, h, text, fs, str(face), edge, dashed, lw, color)
+    _Stamp(
+        ax,
+        [patch, t],
+        look,
+        (x, y),
+        (x - w / 2 - 0.02, y - h / 2 - 0.03, x + w / 2 + 0.02, y + h / 2 + 0.03),
+        2,
+    )
     return _Box(x, y, w, h)
 
 
@@ -1100,7 +1195,10 @@ def _arrow(
         zorder=4,
     )
     arrow.set_gid(gid)
-    ax.add_artist(arrow)  # add_artist: no data-limit update (the heap's limits are fixed)
+    look = ("arrow", end[0] - start[0], end[1] - start[1], color, dashed)
+    x0, x1 = sorted((start[0], end[0]))
+    y0, y1 = sorted((start[1], end[1]))
+    _Stamp(ax, [arrow], look, start, (x0 - 0.04, y0 - 0.05, x1 + 0.04, y1 + 0.05), 4)
 
 
 def _draw_arrows(
