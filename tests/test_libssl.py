@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+import importlib
 import os
 import socket
 
 import pytest
+from test_model import close_cleanly
 
 import sesskit
 from sesskit.engines import _libssl_ffi as F
-from sesskit.engines.libssl import live_objects
 
 
 def _mapped_text_ranges(path: str) -> list[tuple[int, int]]:
@@ -96,9 +98,11 @@ def test_no_socket_is_ever_opened(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _socket_fds() == before
 
 
-def test_close_frees_every_object_it_made() -> None:
+def check_close_frees_every_object(engine: str) -> None:
+    """``Lab.close`` frees every SSL, SSL_CTX and reference the engine holds (also used by test_pyopenssl)."""
+    live_objects = importlib.import_module(f"sesskit.engines.{engine}").live_objects
     base = live_objects()
-    lab = sesskit.Lab(engine="libssl", tls="1.3", client_cache=True, explain=False)
+    lab = sesskit.Lab(engine=engine, tls="1.3", client_cache=True, explain=False)
     link = lab.connect()
     link.client.read()
     keep = link.client.get1_session()
@@ -106,7 +110,7 @@ def test_close_frees_every_object_it_made() -> None:
     lab.connect()
     during = live_objects()
     assert during["SSL"] == base["SSL"] + 6 and during["SSL_CTX"] == base["SSL_CTX"] + 2
-    assert during["user refs"] == base["user refs"] + 1
+    assert during["user refs"] == base["user refs"] + 1 and during["observer refs"] > base["observer refs"]
     lab.close()
     assert live_objects() == base
     lab.close()  # twice is harmless
@@ -114,23 +118,31 @@ def test_close_frees_every_object_it_made() -> None:
         lab.connect()
 
 
-def test_garbage_collection_of_a_lab_frees_everything() -> None:
-    import gc
-
+def check_garbage_collection_frees_everything(engine: str) -> None:
+    """A lab nobody closes frees everything when collected (also used by test_pyopenssl)."""
+    live_objects = importlib.import_module(f"sesskit.engines.{engine}").live_objects
     base = live_objects()
-    lab = sesskit.Lab(engine="libssl", explain=False)
+    lab = sesskit.Lab(engine=engine, explain=False)
     lab.connect().client.get1_session()
     del lab
     gc.collect()
     assert live_objects() == base
 
 
-def test_stats_come_from_the_library() -> None:
-    with sesskit.Lab(engine="libssl", tls="1.2", tickets=False, explain=False) as lab:
+def test_close_frees_every_object_it_made() -> None:
+    check_close_frees_every_object("libssl")
+
+
+def test_garbage_collection_of_a_lab_frees_everything() -> None:
+    check_garbage_collection_frees_everything("libssl")
+
+
+def check_stats_come_from_the_library(engine: str) -> None:
+    """Handshakes and a resumption show in both caches' statistics (also used by test_pyopenssl)."""
+    with sesskit.Lab(engine=engine, tls="1.2", tickets=False, explain=False) as lab:
         link = lab.connect()
         saved = link.client.get1_session()
-        link.client.shutdown()
-        link.server.shutdown()
+        close_cleanly(link)
         link.client.free()
         link.server.free()
         again = lab.connect(resume=saved)
@@ -141,8 +153,15 @@ def test_stats_come_from_the_library() -> None:
         assert (cstats["connect"], cstats["connect_good"], cstats["hits"]) == (2, 2, 1)
 
 
-class _Sabotaged:
-    """The real libssl with one function broken, to prove the probe refuses to guess."""
+def test_stats_come_from_the_library() -> None:
+    check_stats_come_from_the_library("libssl")
+
+
+class Sabotaged:
+    """A real library with some functions broken, to prove calibration refuses to guess.
+
+    Also used by test_pyopenssl on pyOpenSSL's lib.
+    """
 
     def __init__(self, lib: object, **broken: object) -> None:
         self._lib = lib
@@ -165,5 +184,5 @@ def test_calibration_refuses_when_a_check_fails(broken: dict[str, object], words
 
     L = F.load()
     with pytest.raises(sesskit.CalibrationError, match=words):
-        calibrate(_Sabotaged(L.lib, **broken), L.ffi, L.libc)
+        calibrate(Sabotaged(L.lib, **broken), L.ffi, L.libc)
     assert calibrate(L.lib, L.ffi, L.libc) == L.offsets  # the real library calibrates the same again

@@ -9,6 +9,12 @@ from collections.abc import Callable
 import pytest
 import test_model as facts
 from conftest import engine_unavailable
+from test_libssl import (
+    Sabotaged,
+    check_close_frees_every_object,
+    check_garbage_collection_frees_everything,
+    check_stats_come_from_the_library,
+)
 
 import sesskit
 
@@ -112,25 +118,14 @@ def test_calibration_is_repeatable_and_matches_public_getters() -> None:
     assert off.ctx_cache_size < off.ctx_head < off.ctx_tail < off.ctx_stats
 
 
-class _Sabotaged:
-    """pyOpenSSL's lib with one function broken, to prove calibration refuses to guess."""
-
-    def __init__(self, lib: object, **broken: object) -> None:
-        self._lib = lib
-        self._broken = broken
-
-    def __getattr__(self, name: str) -> object:
-        return self._broken.get(name) or getattr(self._lib, name)
-
-
 def test_calibration_refuses_when_a_check_fails() -> None:
     from sesskit.engines import _pyossl
 
     L = _pyossl.load()
-    no_ref = _Sabotaged(L.lib, SSL_get1_session=L.lib.SSL_get_session)  # takes no reference
+    no_ref = Sabotaged(L.lib, SSL_get1_session=L.lib.SSL_get_session)  # takes no reference
     with pytest.raises(sesskit.CalibrationError, match=r"cannot locate SSL_SESSION\.references"):
         _pyossl.calibrate(L.ffi, no_ref, L.libc, L.SSL)
-    never_reused = _Sabotaged(L.lib, SSL_session_reused=lambda ssl: 0)
+    never_reused = Sabotaged(L.lib, SSL_session_reused=lambda ssl: 0)
     with pytest.raises(sesskit.CalibrationError, match="did not resume"):
         _pyossl.calibrate(L.ffi, never_reused, L.libc, L.SSL)
 
@@ -151,18 +146,7 @@ def test_calibrated_refcount_follows_get1_and_free() -> None:
 
 
 def test_stats_come_from_the_library() -> None:
-    with sesskit.Lab(engine="pyopenssl", tls="1.2", tickets=False, explain=False) as lab:
-        link = lab.connect()
-        saved = link.client.get1_session()
-        facts.close_cleanly(link)
-        link.client.free()
-        link.server.free()
-        again = lab.connect(resume=saved)
-        assert again.reused is True
-        stats = lab.snapshot().caches["server"].stats
-        assert (stats["accept"], stats["accept_good"], stats["hits"]) == (2, 2, 1)
-        cstats = lab.snapshot().caches["client"].stats
-        assert (cstats["connect"], cstats["connect_good"], cstats["hits"]) == (2, 2, 1)
+    check_stats_come_from_the_library("pyopenssl")
 
 
 # -- what pyOpenSSL's OpenSSL cannot do ------------------------------------------------------
@@ -185,34 +169,11 @@ def test_unsupported_operations_name_the_engine_that_can(op: Callable[..., None]
 
 # -- nothing leaks ---------------------------------------------------------------------------------
 def test_close_frees_every_object_it_made() -> None:
-    from sesskit.engines.pyopenssl import live_objects
-
-    base = live_objects()
-    lab = sesskit.Lab(engine="pyopenssl", tls="1.3", client_cache=True, explain=False)
-    link = lab.connect()
-    link.client.read()
-    keep = link.client.get1_session()
-    lab.connect(resume=keep)
-    lab.connect()
-    during = live_objects()
-    assert during["SSL"] == base["SSL"] + 6 and during["SSL_CTX"] == base["SSL_CTX"] + 2
-    assert during["user refs"] == base["user refs"] + 1 and during["observer refs"] > base["observer refs"]
-    lab.close()
-    assert live_objects() == base
-    lab.close()
-    with pytest.raises(sesskit.InvalidOperation, match="closed"):
-        lab.connect()
+    check_close_frees_every_object("pyopenssl")
 
 
 def test_garbage_collection_of_a_lab_frees_everything() -> None:
-    from sesskit.engines.pyopenssl import live_objects
-
-    base = live_objects()
-    lab = sesskit.Lab(engine="pyopenssl", explain=False)
-    lab.connect().client.get1_session()
-    del lab
-    gc.collect()
-    assert live_objects() == base
+    check_garbage_collection_frees_everything("pyopenssl")
 
 
 # -- sesskit.watch on real pyOpenSSL user code --------------------------------------------------
