@@ -883,6 +883,22 @@ class _Stamp(Artist):
         self.stale = False
 
 
+def _text(ax: Axes, x: float, y: float, text: str, **kwargs: Any) -> Text:
+    """A heap text, as a :class:`_Stamp` (``kwargs`` as for ``ax.text``; zorder 3 unless given)."""
+    zorder = kwargs.pop("zorder", 3)
+    t = Text(x, y, text, zorder=zorder, **kwargs)
+    fs = float(kwargs.get("fontsize", 10))
+    lines = text.split("\n")
+    pos = ax.get_position()
+    fig = ax.get_figure()
+    # Room for the text whatever its alignment (and a badge's circle): the stamp's clip.
+    w = (max(map(len, lines)) * fs * 0.75 + 2 * fs) / (pos.width * fig.get_figwidth() * 72)  # type: ignore[union-attr]
+    h = (len(lines) * fs * 1.5 + 2 * fs) / (pos.height * fig.get_figheight() * 72)  # type: ignore[union-attr]
+    look = ("text", text, zorder, *sorted((k, str(v)) for k, v in kwargs.items()))
+    _Stamp(ax, [t], look, (x, y), (x - w, y - h, x + w, y + h), zorder)
+    return t
+
+
 @dataclass
 class _Box:
     x: float
@@ -1015,7 +1031,8 @@ def _session_text(label: str, snap: Snapshot) -> str:
 
 def _headings(ax: Axes, fs: float) -> None:
     for x, text in ((_X_HOLD, "SSLs · your pointers"), (_X_SESS, "SSL_SESSIONs"), (_X_CACHE, "caches")):
-        ax.text(
+        _text(
+            ax,
             x,
             0.94,
             text,
@@ -1070,7 +1087,8 @@ def _box(
 
 
 def _badge(ax: Axes, box: _Box, refcount: int, color: str, fs: float, label: str) -> None:
-    badge = ax.text(
+    badge = _text(
+        ax,
         box.x + box.w / 2,
         box.y + box.h / 2,
         str(refcount),
@@ -1088,7 +1106,7 @@ def _badge(ax: Axes, box: _Box, refcount: int, color: str, fs: float, label: str
 def _more(ax: Axes, x: float, hidden: int, what: str = "") -> None:
     if hidden > 0:
         text = f"… and {hidden} {what or 'more'}"
-        ax.text(x, 0.01, text, ha="center", va="bottom", fontsize=8, color="#666666")
+        _text(ax, x, 0.01, text, ha="center", va="bottom", fontsize=8, color="#666666")
 
 
 def _draw_caches(ax: Axes, snap: Snapshot, boxes: dict[str, _Box], lay: _HeapLayout) -> None:
@@ -1109,7 +1127,8 @@ def _draw_caches(ax: Axes, snap: Snapshot, boxes: dict[str, _Box], lay: _HeapLay
         cache = snap.caches[side]
         shown = cache.members[: keep[side]]
         y_top = rows[k] + lay.slot * scale * 0.5
-        header = ax.text(
+        header = _text(
+            ax,
             _X_CACHE,
             rows[k],
             f"{side} cache · size {cache.size}",
@@ -1139,7 +1158,8 @@ def _draw_caches(ax: Axes, snap: Snapshot, boxes: dict[str, _Box], lay: _HeapLay
             )
             k += 1
         if not cache.members:
-            ax.text(
+            _text(
+                ax,
                 _X_CACHE,
                 rows[k],
                 "empty",
@@ -1152,7 +1172,8 @@ def _draw_caches(ax: Axes, snap: Snapshot, boxes: dict[str, _Box], lay: _HeapLay
             )
             k += 1
         if len(cache.members) > len(shown):
-            ax.text(
+            _text(
+                ax,
                 _X_CACHE,
                 rows[k],
                 f"… {len(cache.members) - len(shown)} more",
