@@ -5,7 +5,11 @@ as a ratio, so numbers from different machines can be compared:
 
 - ``click_ms[N]``: median time of one Stepper button click (``advance``: the
   lab's own work is tiny) until the new PNG is in the Image widget, with N
-  steps of history; ``scrub_ms[N]``: the same for a history slider move.
+  steps of history; ``scrub_ms[N]``: the same for a history slider move (to
+  steps far apart); ``mixed_click_ms[N]``: clicks that change the heap too
+  (SSL_connect, SSL_read, get0, get1, SSL_shutdown, SSL_free, in turn).
+  Each also as ``*_cpu_ms``: the process's CPU time, which other load on the
+  machine disturbs much less than the wall clock.
   Baseline: ``fig.canvas.draw()`` + PNG of an empty figure of the same size,
   and of a bare line plot with one text per step label shown.
 - ``timeline_10k_ms``: ``plot.timeline`` of a 10,000-step, 1,000-session
@@ -43,12 +47,18 @@ FIGSIZE, DPI = (13.0, 5.2), 80
 
 
 def median_ms(fn: Callable[[int], Any], repeat: int) -> float:
-    times = []
+    return timed(fn, repeat)[0]
+
+
+def timed(fn: Callable[[int], Any], repeat: int) -> tuple[float, float]:
+    """Median wall-clock and median CPU milliseconds of ``fn(i)`` over ``repeat`` calls."""
+    wall, cpu = [], []
     for i in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn(i)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - t0)
+    return statistics.median(wall) * 1000, statistics.median(cpu) * 1000
 
 
 # -- a lab with N steps of history, as a user would click it ----------------------
@@ -171,14 +181,14 @@ def agg_png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def bare_empty_png() -> float:
+def bare_empty_png() -> tuple[float, float]:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI)
-    return median_ms(lambda i: agg_png(fig), 15)
+    return timed(lambda i: agg_png(fig), 15)
 
 
-def bare_line_plot_png(n_labels: int = 40) -> float:
+def bare_line_plot_png(n_labels: int = 40) -> tuple[float, float]:
     """A bare plot of the same size: one line, ``n_labels`` rotated tick labels, drawn + PNG."""
     from matplotlib.figure import Figure
 
@@ -187,7 +197,7 @@ def bare_line_plot_png(n_labels: int = 40) -> float:
     ax.plot(range(500), [i % 7 for i in range(500)])
     ticks = [i * 500 // n_labels for i in range(n_labels)]
     ax.set_xticks(ticks, [f"SSL_call_{i}" for i in range(n_labels)], rotation=90)
-    return median_ms(lambda i: agg_png(fig), 15)
+    return timed(lambda i: agg_png(fig), 15)
 
 
 def bare_10k_line() -> float:
@@ -209,12 +219,26 @@ def bench_stepper(n_steps: int, clicks: int) -> dict[str, float]:
     build_s = time.perf_counter() - t0
     stepper = Stepper(lab, render="png", figsize=FIGSIZE, dpi=DPI)
     stepper.buttons["advance"].click()  # warm up
-    click = median_ms(lambda i: stepper.buttons["advance"].click(), clicks)
+    click, click_cpu = timed(lambda i: stepper.buttons["advance"].click(), clicks)
     n = len(lab.trace)
-    scrub = median_ms(lambda i: setattr(stepper.history, "value", (i * 7919) % (n - 1)), clicks)
+    scrub, scrub_cpu = timed(lambda i: setattr(stepper.history, "value", (i * 7919) % (n - 1)), clicks)
     lab_only = median_ms(lambda i: lab.advance(1), clicks)
+    # connect selects the new client SSL; the other buttons act on it
+    ops = ("connect", "read", "get0", "get1", "shutdown", "free")
+    mixed, mixed_cpu = timed(lambda i: stepper.buttons[ops[i % len(ops)]].click(), 2 * len(ops))
+    assert not stepper.error.value, stepper.error.value
     lab.close()
-    return {"steps": n, "click_ms": click, "scrub_ms": scrub, "lab_advance_ms": lab_only, "build_s": build_s}
+    return {
+        "steps": n,
+        "click_ms": click,
+        "click_cpu_ms": click_cpu,
+        "scrub_ms": scrub,
+        "scrub_cpu_ms": scrub_cpu,
+        "mixed_click_ms": mixed,
+        "mixed_click_cpu_ms": mixed_cpu,
+        "lab_advance_ms": lab_only,
+        "build_s": build_s,
+    }
 
 
 def bench_timeline(n_steps: int = 10_000, n_sessions: int = 1_000) -> dict[str, float]:
@@ -235,14 +259,20 @@ def main() -> dict[str, Any]:
         "machine": platform.machine(),
         "figure": {"size_in": FIGSIZE, "dpi": DPI},
     }
-    empty = bare_empty_png()
-    lines = bare_line_plot_png()
-    out["baseline"] = {"empty_figure_png_ms": empty, "bare_line_plot_png_ms": lines}
+    empty, empty_cpu = bare_empty_png()
+    lines, lines_cpu = bare_line_plot_png()
+    out["baseline"] = {
+        "empty_figure_png_ms": empty,
+        "empty_figure_png_cpu_ms": empty_cpu,
+        "bare_line_plot_png_ms": lines,
+        "bare_line_plot_png_cpu_ms": lines_cpu,
+    }
     out["stepper"] = {}
     for n, clicks in ((10, 15), (500, 15), (5000, 9)):
         r = bench_stepper(n, clicks)
         r["click_vs_empty_png"] = r["click_ms"] / empty
         r["click_vs_bare_line_plot"] = r["click_ms"] / lines
+        r["click_cpu_vs_bare_line_plot_cpu"] = r["click_cpu_ms"] / lines_cpu
         out["stepper"][str(n)] = r
     bare = bare_10k_line()
     tl = bench_timeline()
