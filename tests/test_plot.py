@@ -437,3 +437,29 @@ def test_layered_story_figure_redraws_without_piling_up_artists() -> None:
     lines = one(story.fig, "timeline:refcount")
     assert set(lines.sesskit_labels) == set(t.snapshot().sessions)
     assert story.step == 56
+
+
+def test_layered_png_draws_the_heap_as_a_plain_draw_does() -> None:
+    """The Stepper's PNG (cached text, stamped boxes, kept pixels) looks like an ordinary Agg draw."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    t = synthetic_trace(60, seed=4)
+    story = plot.StoryFigure(figsize=(13, 5.2), dpi=80, layered=True)
+    for step in (10, 59, 30, 59):  # new heaps, and one seen before (kept pixels)
+        story.show(t, step)
+        fast = np.asarray(Image.open(io.BytesIO(story.png())).convert("RGB"), dtype=int)
+        fig = Figure(figsize=(13, 5.2), dpi=80)
+        FigureCanvasAgg(fig)
+        plot.StoryFigure(fig).show(t, step)
+        fig.canvas.draw()
+        plain = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].astype(int)
+        right = int(story.ax_heap.bbox.x1) // 3 * 3  # the heap (the layered timeline leaves room)
+        h = fast.shape[0] // 3 * 3
+        # Cached pictures sit up to half a pixel off: compare 3x3 averages, and the mean.
+        a, b = (x[:h, :right].reshape(h // 3, 3, right // 3, 3, 3).mean(axis=(1, 3)) for x in (fast, plain))
+        assert np.abs(a - b).max() < 96, f"step {step}"
+        assert np.abs(fast[:h, :right] - plain[:h, :right]).mean() < 2.5, f"step {step}"
+        assert (plain[:, :right] < 128).any(axis=2).sum() > 2000  # the heap is really there
