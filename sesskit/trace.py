@@ -119,14 +119,16 @@ class CacheState:
         return CacheState(self.side, self.size, _apply_edit(previous, self.edit), self.stats)
 
     def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
         if not isinstance(other, CacheState):
             return NotImplemented
-        return (self.side, self.size, self.members, dict(self.stats), self.edit) == (
-            other.side,
-            other.size,
-            other.members,
-            dict(other.stats),
-            other.edit,
+        return (
+            self.size == other.size
+            and self.side == other.side
+            and self.stats == other.stats  # mappingproxy compares as its dict, no copy
+            and self.edit == other.edit
+            and self.members == other.members
         )
 
     def __hash__(self) -> int:
