@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -68,9 +69,12 @@ def readme_commands() -> list[str]:
 def test_readme_opens_with_the_two_commands() -> None:
     cmds = readme_commands()
     assert len(cmds) >= 2
-    assert "jupyter lab notebooks/01_" in cmds[0] and "pytest" in cmds[1]
-    notebook = cmds[0].split("jupyter lab ")[1].split()[0]
-    assert (ROOT / notebook).exists(), notebook
+    assert cmds[0].endswith(".venv/bin/python -m sesskit lab") and "pytest" in cmds[1]
+    from sesskit.__main__ import lab_command
+
+    cmd = lab_command("01_tour.ipynb", ["--no-browser"])
+    assert cmd[1:4] == ["-m", "jupyterlab", str(ROOT / "notebooks" / "01_tour.ipynb")]
+    assert ("--allow-root" in cmd) == (os.geteuid() == 0)  # JupyterLab refuses root without it
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
