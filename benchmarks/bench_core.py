@@ -73,6 +73,117 @@ class BareLoop:
         self.lib.SSL_CTX_free(self.sctx)
 
 
+class BarePyOpenSSL:
+    """The same handshake in plain pyOpenSSL (public API), on its own OpenSSL."""
+
+    def __init__(self, tls: str, tickets: bool = True) -> None:
+        from OpenSSL import SSL, crypto
+
+        self.SSL = SSL
+        cert_der, key_der = _make_cert()
+        v = SSL.TLS1_2_VERSION if tls == "1.2" else SSL.TLS1_3_VERSION
+        self.sctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        self.cctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        for ctx in (self.sctx, self.cctx):
+            ctx.set_min_proto_version(v)
+            ctx.set_max_proto_version(v)
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+        cert = x509.load_der_x509_certificate(cert_der)
+        self.sctx.use_certificate(crypto.X509.from_cryptography(cert))
+        self.sctx.use_privatekey(crypto.PKey.from_cryptography_key(load_der_private_key(key_der, None)))
+        self.sctx.set_session_id(b"sesskit")
+        if not tickets:
+            self.sctx.set_options(SSL.OP_NO_TICKET)
+
+    def reused(self, conn: Any) -> bool:
+        from OpenSSL._util import lib
+
+        return bool(lib.SSL_session_reused(conn._ssl))
+
+    def _move(self, src: Any, dst: Any) -> None:
+        try:
+            data = src.bio_read(1 << 17)
+        except self.SSL.WantReadError:
+            return
+        dst.bio_write(data)
+
+    def handshake(self, session: Any = None) -> tuple[Any, Any]:
+        SSL = self.SSL
+        c, s = SSL.Connection(self.cctx, None), SSL.Connection(self.sctx, None)
+        c.set_connect_state()
+        s.set_accept_state()
+        if session is not None:
+            c.set_session(session)
+        cd = sd = False
+        while not (cd and sd):
+            if not cd:
+                try:
+                    c.do_handshake()
+                    cd = True
+                except SSL.WantReadError:
+                    pass
+            self._move(c, s)
+            if not sd:
+                try:
+                    s.do_handshake()
+                    sd = True
+                except SSL.WantReadError:
+                    pass
+            self._move(s, c)
+        return c, s
+
+
+def bench_connect_pyopenssl(n: int) -> dict[str, Any]:
+    """``Lab(engine="pyopenssl").connect`` against the same handshake in plain pyOpenSSL."""
+    res: dict[str, Any] = {}
+    for tls, resume in (("1.3", False), ("1.2", True)):
+        bare = BarePyOpenSSL(tls, tickets=not resume)
+        saved = None
+        if resume:
+            c, s = bare.handshake()
+            saved = c.get_session()
+            c.shutdown()
+            s.shutdown()
+
+        def bare_once(bare: BarePyOpenSSL = bare, saved: Any = saved) -> float:
+            t = time.perf_counter()
+            c, s = bare.handshake(saved)
+            dt = time.perf_counter() - t
+            assert saved is None or bare.reused(c)
+            if saved is not None:
+                c.shutdown()
+                s.shutdown()
+            return dt
+
+        lab = sesskit.Lab(engine="pyopenssl", tls=tls, tickets=not resume, explain=False)
+        ref = None
+        if resume:
+            first = lab.connect()
+            ref = first.client.get1_session()
+            for ep in (first.client, first.server):
+                ep.shutdown()
+                ep.free()
+
+        def lab_once(lab: sesskit.Lab = lab, ref: Any = ref) -> float:
+            t = time.perf_counter()
+            link = lab.connect(resume=ref)
+            dt = time.perf_counter() - t
+            assert link.reused == (ref is not None)
+            for ep in (link.client, link.server):
+                if ref is not None:
+                    ep.shutdown()
+                ep.free()
+            return dt
+
+        b, m = _connect_pair(bare_once, lab_once, n)
+        name = f"tls{tls.replace('.', '')}_{'resumption' if resume else 'full'}"
+        res[name] = {"bare_us": b * 1e6, "lab_us": m * 1e6, "ratio": m / b}
+        lab.close()
+    return res
+
+
 def per_call(fn: Callable[[], Any], n: int, repeats: int = 5) -> float:
     """Median over ``repeats`` of the mean seconds per call of ``fn`` over ``n`` calls."""
     fn()
@@ -208,11 +319,14 @@ def main() -> None:
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": _cpus()},
         "openssl": F.load().version,
         "connect": bench_connect(n),
+        "connect_pyopenssl": bench_connect_pyopenssl(n),
         "observation": bench_observation(sizes, n * 5),
     }
     print(f"{'measure':40} {'bare':>10} {'sesskit':>10} {'ratio':>7}")
     for k, v in res["connect"].items():
         print(f"connect {k:32} {v['bare_us']:9.0f}µs {v['lab_us']:9.0f}µs {v['ratio']:6.2f}x")
+    for k, v in res["connect_pyopenssl"].items():
+        print(f"pyopenssl connect {k:22} {v['bare_us']:9.0f}µs {v['lab_us']:9.0f}µs {v['ratio']:6.2f}x")
     for k, v in res["observation"].items():
         print(f"observed step, {k:>6} live sessions{'':10} {v['step_us']:9.1f}µs {v['vs_smallest']:6.2f}x")
     if args.json:
