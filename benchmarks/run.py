@@ -125,9 +125,9 @@ def main() -> None:
         )
     table = rows(core, mem, see)
     result = {"machine": machine(), "core": core, "memory": mem, "see": see, "table": table}
-    print(f"{'measure':48} {'figure':42} {'target':10} met")
+    print(f"{'measure':62} {'figure':46} {'target':10} met")
     for name, fig, target, ok in table:
-        print(f"{name:48} {fig:42} {target:10} {'yes' if ok else 'NO'}")
+        print(f"{name:62} {fig:46} {target:10} {'yes' if ok else 'NO'}")
     m = result["machine"]
     print(f"\nmachine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}")
     if not args.quick:
