@@ -63,21 +63,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from .trace import STAT_NAMES  # one list of the SSL_CTX_sess_* counters sesskit reports
+
 __all__ = ["ONE_WEEK", "RULES", "TICKETS_SENT", "Cache", "Model", "Rule", "SSLObj", "Session", "Ticket"]
 
 ONE_WEEK = 7 * 24 * 60 * 60  # RFC 8446 caps a TLS 1.3 ticket lifetime (create_ticket_prequel)
 SIDES = ("client", "server")
-STAT_NAMES = (
-    "connect",
-    "connect_good",
-    "accept",
-    "accept_good",
-    "hits",
-    "cb_hits",
-    "misses",
-    "timeouts",
-    "cache_full",
-)
 
 
 class Rule(NamedTuple):

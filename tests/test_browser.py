@@ -29,33 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from headless import CHROMIUM, CHROMIUM_ARGS, missing
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "01_tour.ipynb"
 WORKSHOP = ROOT / "notebooks" / "08_workshop.ipynb"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = os.environ.get("SESSKIT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SERVER_START_TIMEOUT = 90  # s: Voila up and answering
 PAGE_TIMEOUT = 120_000  # ms: the notebook executed and the Stepper drawn
 CLICK_TIMEOUT = 30_000  # ms: one click's effect visible
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def missing(what: str) -> None:
-    """Skip locally; in CI a missing browser or tool is a failure (CI installs them)."""
-    if IN_CI:
-        pytest.fail(f"{what} (CI=true: .ci/run must install it)", pytrace=False)
-    pytest.skip(what)
 
 
 def free_port() -> int:

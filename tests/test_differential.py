@@ -68,6 +68,7 @@ def describe_difference(a: sesskit.Snapshot, b: sesskit.Snapshot) -> str:
 
 
 class ModelVersusLibssl(RuleBasedStateMachine):
+    REAL = "libssl"  # the real engine held to the model
     ssls = Bundle("ssls")
     refs = Bundle("refs")
 
@@ -86,10 +87,13 @@ class ModelVersusLibssl(RuleBasedStateMachine):
         config = dict(
             tls=tls, tickets=tickets, client_cache=client_cache, cache_size=cache_size, timeout=timeout
         )
-        self.labs = (
-            sesskit.Lab(engine="model", explain=False, **config),  # type: ignore[arg-type]
-            sesskit.Lab(engine="libssl", explain=False, **config),  # type: ignore[arg-type]
-        )
+        model = sesskit.Lab(engine="model", explain=False, **config)  # type: ignore[arg-type]
+        real = sesskit.Lab(engine=self.REAL, explain=False, **config)  # type: ignore[arg-type]
+        # An engine that cannot do all OpenSSL does (pyOpenSSL: no ticket callback) says
+        # how the model must predict it.
+        for name, value in getattr(real._engine, "model_options", {}).items():
+            setattr(model._engine.model, name, value)  # type: ignore[attr-defined]
+        self.labs = (model, real)
 
     def teardown(self) -> None:
         if self.labs is not None:

@@ -22,30 +22,13 @@ import test_differential as base
 from conftest import engine_unavailable
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import initialize, rule
-
-import sesskit
+from hypothesis.stateful import rule
 
 pytestmark = pytest.mark.skipif(bool(engine_unavailable("pyopenssl")), reason="pyopenssl engine unavailable")
 
 
 class ModelVersusPyOpenSSL(base.ModelVersusLibssl):
-    @initialize(
-        tls=st.sampled_from(["1.2", "1.3"]),
-        tickets=st.booleans(),
-        client_cache=st.booleans(),
-        cache_size=st.sampled_from([0, 1, 2, 3, 5, 20480]),
-        timeout=st.sampled_from([100, 7200]),
-    )
-    def make_labs(self, tls: str, tickets: bool, client_cache: bool, cache_size: int, timeout: int) -> None:
-        config = dict(
-            tls=tls, tickets=tickets, client_cache=client_cache, cache_size=cache_size, timeout=timeout
-        )
-        model = sesskit.Lab(engine="model", explain=False, **config)  # type: ignore[arg-type]
-        real = sesskit.Lab(engine="pyopenssl", explain=False, **config)  # type: ignore[arg-type]
-        for name, value in real._engine.model_options.items():  # ticket_aging=False: module docstring
-            setattr(model._engine.model, name, value)
-        self.labs = (model, real)
+    REAL = "pyopenssl"
 
     @rule(ssl=base.ModelVersusLibssl.ssls, op=st.sampled_from(["read", "shutdown", "free"]))
     def endpoint_op(self, ssl: str, op: str) -> None:

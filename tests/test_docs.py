@@ -14,7 +14,6 @@ skips.
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import subprocess
 import sys
@@ -27,29 +26,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from headless import CHROMIUM, CHROMIUM_ARGS, missing
 
 import sesskit
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BUILD_SECONDS_BUDGET = 240
-
-
-def missing(what: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{what} is missing: CI must provide it (.ci/run installs it)")
-    pytest.skip(f"{what} is missing")
 
 
 def sphinx_build(out: Path, doctrees: Path) -> subprocess.CompletedProcess[str]:
@@ -62,7 +44,7 @@ def sphinx_build(out: Path, doctrees: Path) -> subprocess.CompletedProcess[str]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The site, built from scratch (every notebook executed, every story animated)."""
     if shutil.which("npm") is None:
-        missing("npm")
+        missing("npm is not installed (the docs build vendors its scripts with npm pack)")
     tmp = tmp_path_factory.mktemp("docs")
     out = tmp / "html"
     start = time.monotonic()
@@ -124,11 +106,11 @@ class Offline:
 @pytest.fixture(scope="module")
 def browser_context(server: str) -> Iterator[Offline]:
     if not Path(CHROMIUM).exists():
-        missing(CHROMIUM)
+        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        missing("playwright (pip install playwright; never 'playwright install')")
+        missing("playwright (the Python package) is not installed (pip install -e '.[test]')")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": 1600, "height": 1000})
