@@ -68,7 +68,25 @@ class BareLoop:
             self._pump(sb[1], cb[0])
         return c, s
 
-    def close(self) -> None:
+    def saved_session(self) -> Any:
+        """A session to resume: a clean first handshake, the client's session kept (get1)."""
+        c, s = self.handshake()
+        saved = self.lib.SSL_get1_session(c)
+        self.close_pair(c, s, clean=True)
+        return saved
+
+    def reused(self, conn: Any) -> bool:
+        return bool(self.lib.SSL_session_reused(conn))
+
+    def close_pair(self, c: Any, s: Any, clean: bool) -> None:
+        for x in (c, s):
+            if clean:
+                self.lib.SSL_shutdown(x)
+            self.lib.SSL_free(x)
+
+    def close(self, saved: Any = None) -> None:
+        if saved is not None:
+            self.lib.SSL_SESSION_free(saved)
         self.lib.SSL_CTX_free(self.cctx)
         self.lib.SSL_CTX_free(self.sctx)
 
@@ -97,10 +115,24 @@ class BarePyOpenSSL:
         if not tickets:
             self.sctx.set_options(SSL.OP_NO_TICKET)
 
+    def saved_session(self) -> Any:
+        c, s = self.handshake()
+        saved = c.get_session()  # a pyOpenSSL Session: SSL_get1_session, freed by GC
+        self.close_pair(c, s, clean=True)
+        return saved
+
     def reused(self, conn: Any) -> bool:
         from OpenSSL._util import lib
 
         return bool(lib.SSL_session_reused(conn._ssl))
+
+    def close_pair(self, c: Any, s: Any, clean: bool) -> None:
+        if clean:
+            c.shutdown()
+            s.shutdown()  # Connection GC frees the SSLs
+
+    def close(self, saved: Any = None) -> None:
+        pass  # pyOpenSSL frees its contexts and sessions by GC
 
     def _move(self, src: Any, dst: Any) -> None:
         try:
@@ -135,55 +167,6 @@ class BarePyOpenSSL:
         return c, s
 
 
-def bench_connect_pyopenssl(n: int) -> dict[str, Any]:
-    """``Lab(engine="pyopenssl").connect`` against the same handshake in plain pyOpenSSL."""
-    res: dict[str, Any] = {}
-    for tls, resume in (("1.3", False), ("1.2", True)):
-        bare = BarePyOpenSSL(tls, tickets=not resume)
-        saved = None
-        if resume:
-            c, s = bare.handshake()
-            saved = c.get_session()
-            c.shutdown()
-            s.shutdown()
-
-        def bare_once(bare: BarePyOpenSSL = bare, saved: Any = saved) -> float:
-            t = time.perf_counter()
-            c, s = bare.handshake(saved)
-            dt = time.perf_counter() - t
-            assert saved is None or bare.reused(c)
-            if saved is not None:
-                c.shutdown()
-                s.shutdown()
-            return dt
-
-        lab = sesskit.Lab(engine="pyopenssl", tls=tls, tickets=not resume, explain=False)
-        ref = None
-        if resume:
-            first = lab.connect()
-            ref = first.client.get1_session()
-            for ep in (first.client, first.server):
-                ep.shutdown()
-                ep.free()
-
-        def lab_once(lab: sesskit.Lab = lab, ref: Any = ref) -> float:
-            t = time.perf_counter()
-            link = lab.connect(resume=ref)
-            dt = time.perf_counter() - t
-            assert link.reused == (ref is not None)
-            for ep in (link.client, link.server):
-                if ref is not None:
-                    ep.shutdown()
-                ep.free()
-            return dt
-
-        b, m = _connect_pair(bare_once, lab_once, n)
-        name = f"tls{tls.replace('.', '')}_{'resumption' if resume else 'full'}"
-        res[name] = {"bare_us": b * 1e6, "lab_us": m * 1e6, "ratio": m / b}
-        lab.close()
-    return res
-
-
 def per_call(fn: Callable[[], Any], n: int, repeats: int = 5) -> float:
     """Median over ``repeats`` of the mean seconds per call of ``fn`` over ``n`` calls."""
     fn()
@@ -209,37 +192,29 @@ def _connect_pair(bare_once: Callable[[], Any], lab_once: Callable[[], Any], n: 
     return statistics.median(tb), statistics.median(tl)
 
 
-def bench_connect(n: int) -> dict[str, Any]:
-    """``Lab.connect`` against the same handshake in plain cffi.
+def compare_connect(
+    make_bare: Callable[..., Any], engine: str, n: int, explains: tuple[bool, ...]
+) -> dict[str, Any]:
+    """``Lab(engine).connect`` against the same handshake in a bare loop.
 
     Only the handshake is timed on both sides: ``SSL_new`` to both ends finished.
     Freeing the SSLs afterwards is outside the timing on both sides.
     """
     res: dict[str, Any] = {}
     for tls, resume in (("1.3", False), ("1.2", True)):
-        bare = BareLoop(tls, tickets=not resume)
-        lib = bare.lib
-        saved = None
-        if resume:
-            c, s = bare.handshake()
-            saved = lib.SSL_get1_session(c)
-            for x in (c, s):
-                lib.SSL_shutdown(x)
-                lib.SSL_free(x)
+        bare = make_bare(tls, tickets=not resume)
+        saved = bare.saved_session() if resume else None
 
-        def bare_once(bare: BareLoop = bare, saved: Any = saved) -> float:
+        def bare_once(bare: Any = bare, saved: Any = saved) -> float:
             t = time.perf_counter()
             c, s = bare.handshake(saved)
             dt = time.perf_counter() - t
-            assert saved is None or bare.lib.SSL_session_reused(c) == 1
-            for x in (c, s):
-                if saved is not None:
-                    bare.lib.SSL_shutdown(x)
-                bare.lib.SSL_free(x)
+            assert saved is None or bare.reused(c)
+            bare.close_pair(c, s, clean=saved is not None)
             return dt
 
-        for explain in (False, True):
-            lab = sesskit.Lab(engine="libssl", tls=tls, tickets=not resume, explain=explain)
+        for explain in explains:
+            lab = sesskit.Lab(engine=engine, tls=tls, tickets=not resume, explain=explain)
             ref = None
             if resume:
                 first = lab.connect()
@@ -260,14 +235,11 @@ def bench_connect(n: int) -> dict[str, Any]:
                 return dt
 
             b, m = _connect_pair(bare_once, lab_once, n)
-            name = f"tls{tls.replace('.', '')}_{'resumption' if resume else 'full'}" + (
-                "" if explain else "_no_model"
-            )
+            name = f"tls{tls.replace('.', '')}_{'resumption' if resume else 'full'}"
+            name += "" if explain or len(explains) == 1 else "_no_model"
             res[name] = {"bare_us": b * 1e6, "lab_us": m * 1e6, "ratio": m / b}
             lab.close()
-        if saved is not None:
-            lib.SSL_SESSION_free(saved)
-        bare.close()
+        bare.close(saved)
     return res
 
 
@@ -318,8 +290,8 @@ def main() -> None:
     res = {
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": _cpus()},
         "openssl": F.load().version,
-        "connect": bench_connect(n),
-        "connect_pyopenssl": bench_connect_pyopenssl(n),
+        "connect": compare_connect(BareLoop, "libssl", n, (False, True)),
+        "connect_pyopenssl": compare_connect(BarePyOpenSSL, "pyopenssl", n, (False,)),
         "observation": bench_observation(sizes, n * 5),
     }
     print(f"{'measure':40} {'bare':>10} {'sesskit':>10} {'ratio':>7}")
