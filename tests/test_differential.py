@@ -97,6 +97,7 @@ class ModelVersusLibssl(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         if self.labs is not None:
+            PROGRAM_LENGTHS.setdefault(self.REAL, []).append(self.steps)
             for lab in self.labs:
                 lab.close()
 
@@ -154,13 +155,15 @@ class ModelVersusLibssl(RuleBasedStateMachine):
     def same_snapshot(self) -> None:
         if self.labs is None:
             return
+        self.steps = getattr(self, "steps", -1) + 1  # the invariant runs after set-up and each step
         a, b = (lab.snapshot() for lab in self.labs)
         same = (a.time, a.sessions, a.ssls, a.caches) == (b.time, b.sessions, b.ssls, b.caches)
         assert same and a.refs == b.refs, "model and libssl disagree:\n" + describe_difference(a, b)
 
 
 # Hypothesis draws programs of up to stateful_step_count steps, some shorter: 300
-# examples of up to 32 steps give well over 200 programs of 30 steps or more.
+# examples of up to 32 steps give well over 200 programs of 30 steps or more (checked
+# by the test after it).
 ModelVersusLibssl.TestCase.settings = settings(
     max_examples=300,
     stateful_step_count=32,
@@ -168,3 +171,18 @@ ModelVersusLibssl.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestModelVersusLibssl = ModelVersusLibssl.TestCase
+
+# Steps of each program run in this session, by real engine (for the check below).
+PROGRAM_LENGTHS: dict[str, list[int]] = {}
+
+
+def check_enough_long_programs(real: str, at_least: int) -> None:
+    lengths = PROGRAM_LENGTHS.get(real)
+    if not lengths:
+        pytest.skip("the state machine did not run in this session")
+    long_ones = sum(n >= 30 for n in lengths)
+    assert long_ones >= at_least, f"only {long_ones} of {len(lengths)} programs had 30 steps or more"
+
+
+def test_at_least_200_programs_of_30_steps_ran() -> None:
+    check_enough_long_programs("libssl", 200)

@@ -47,3 +47,7 @@ ModelVersusPyOpenSSL.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestModelVersusPyOpenSSL = ModelVersusPyOpenSSL.TestCase
+
+
+def test_at_least_100_programs_of_30_steps_ran() -> None:
+    base.check_enough_long_programs("pyopenssl", 100)
