@@ -63,7 +63,7 @@ def test_import_sesskit_is_light() -> None:
 
 def readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
-    return re.findall(r"```\n(python3 -m venv[^\n]*)\n```", text)
+    return re.findall(r"```\n(python -m venv[^\n]*)\n```", text)
 
 
 def test_readme_opens_with_the_two_commands() -> None:
