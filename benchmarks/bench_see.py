@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sesskit
 from sesskit import plot
-from sesskit.trace import CacheState, Delta, RefState, SessionState, SSLState, Trace
+from sesskit.trace import Trace
 from sesskit.widgets import Stepper
 
 FIGSIZE, DPI = (13.0, 5.2), 80
@@ -86,84 +86,43 @@ def user_lab(n_steps: int) -> Any:
     return lab
 
 
-# -- a synthetic 10,000-step trace (a toy refcount ledger; no engine needed) ---
-def synthetic_trace(n_steps: int, n_sessions: int, seed: int = 1) -> Trace:
+# -- a 10,000-step story on the model engine ---------------------------------------
+def model_story(n_steps: int, n_sessions: int, seed: int = 1) -> Trace:
+    """A long random story on the model: connects until ``n_sessions`` sessions, then
+    borrows, takes and gives back references, closes and frees, until ``n_steps``."""
     rng = random.Random(seed)
-    t = Trace({"engine": "synthetic"})
-    t.append(
-        "SSL_CTX_new", "client+server", "", Delta(caches={s: CacheState(s) for s in ("client", "server")})
-    )
-    sess: dict[str, SessionState] = {}
-    ssls: dict[str, SSLState] = {}
-    refs: dict[int, RefState] = {}
-    cache: list[str] = []
-    n = {"label": 0, "link": 0, "ref": 0}
+    lab = sesskit.Lab(engine="model", tls="1.2", tickets=False)
+    live: list[Any] = []  # endpoints not freed yet
+    held: list[Any] = []  # unreleased get1 refs
+    links = 0
     p_connect = n_sessions / 2 / n_steps * 1.05
-
-    def drop(label: str, d: dict[str, Any]) -> None:
-        st = sess[label]
-        if st.refcount == 1:
-            st = SessionState(label, st.side, 0, None, False, True)
-            for r in list(refs.values()):
-                if r.session == label and not r.dangling:
-                    refs[r.id] = d["refs"][r.id] = RefState(r.id, r.kind, r.session, r.via, r.released, True)
-        else:
-            st = SessionState(label, st.side, st.refcount - 1, st.cache, st.resumable)
-        sess[label] = d["sessions"][label] = st
-
-    while len(t) < n_steps:
-        d: dict[str, Any] = {"sessions": {}, "ssls": {}, "caches": {}, "refs": {}}
-        live = [s for s in ssls.values() if not s.freed and s.session]
-        held = [r for r in refs.values() if r.kind == "get1" and not r.released]
+    while len(lab.trace) < n_steps:
+        if 2 * links + 2 <= n_sessions and (not live or rng.random() < p_connect):
+            link = lab.connect()
+            links += 1
+            live += [link.client, link.server]
+            continue
         roll = rng.random()
-        can_connect = n["label"] + 2 <= n_sessions
-        if can_connect and (not live or roll < p_connect):
-            n["link"] += 1
-            k = n["link"]
-            a, b = f"S{n['label'] + 1}", f"S{n['label'] + 2}"
-            n["label"] += 2
-            sess[a] = d["sessions"][a] = SessionState(a, "client", 1, None, True)
-            sess[b] = d["sessions"][b] = SessionState(b, "server", 2, "server", True)
-            ssls[f"c{k}"] = d["ssls"][f"c{k}"] = SSLState(f"c{k}", "client", a)
-            ssls[f"s{k}"] = d["ssls"][f"s{k}"] = SSLState(f"s{k}", "server", b)
-            cache.insert(0, b)
-            d["caches"]["server"] = CacheState("server", len(cache), tuple(cache))
-            op, target = "SSL_connect", f"c{k}↔s{k}"
-        elif live and roll < 0.5:
-            s = rng.choice(live)
-            n["ref"] += 1
-            kind = rng.choice(["get0", "get1"])
-            refs[n["ref"]] = d["refs"][n["ref"]] = RefState(n["ref"], kind, s.session, s.name)
-            if kind == "get1":
-                st = sess[s.session]
-                sess[st.label] = d["sessions"][st.label] = SessionState(
-                    st.label, st.side, st.refcount + 1, st.cache, st.resumable
-                )
-            op, target = f"SSL_{kind}_session", s.name
-        elif held and roll < 0.7:
-            r = rng.choice(held)
-            refs[r.id] = d["refs"][r.id] = RefState(r.id, r.kind, r.session, r.via, True, r.dangling)
-            drop(r.session, d)
-            op, target = "SSL_SESSION_free", f"{r.session} (ref #{r.id})"
-        elif live and roll < 0.8:
-            s = rng.choice(live)
-            ssls[s.name] = d["ssls"][s.name] = SSLState(s.name, s.side, s.session, True)
-            drop(str(s.session), d)
-            op, target = "SSL_free", s.name
-        elif cache and roll < 0.9:
-            label = cache.pop()
-            st = sess[label]
-            sess[label] = SessionState(label, st.side, st.refcount, None, st.resumable)
-            d["caches"]["server"] = CacheState("server", len(cache), tuple(cache))
-            drop(label, d)
-            op, target = "SSL_CTX_flush_sessions", "server"
+        if roll < 0.2 and held:
+            held.pop(rng.randrange(len(held))).free()
+        elif not live:
+            lab.advance(1)
         else:
-            op, target = "advance", "+10s"
-        t.append(op, target, "", Delta(d["sessions"], d["ssls"], d["caches"], d["refs"]))
-    return t
+            ep = live[rng.randrange(len(live))]
+            if roll >= 0.96:  # few frees: most SSLs stay alive through the story
+                ep.free()
+                live.remove(ep)
+            elif roll >= 0.75 and not ep.state.sent_shutdown:
+                ep.shutdown()
+            elif 0.5 <= roll < 0.75:
+                ref = ep.get1_session()
+                if ref is not None:
+                    held.append(ref)
+            else:
+                ep.get0_session()
+    return lab.trace
 
 
-# -- baselines -----------------------------------------------------------------
 def agg_png(fig: Any) -> bytes:
     """Draw + PNG exactly as the Stepper does (Agg, Pillow, compress_level=1)."""
     import io
@@ -242,7 +201,7 @@ def bench_stepper(n_steps: int, clicks: int) -> dict[str, float]:
 
 
 def bench_timeline(n_steps: int = 10_000, n_sessions: int = 1_000) -> dict[str, float]:
-    trace = synthetic_trace(n_steps, n_sessions)
+    trace = model_story(n_steps, n_sessions)
 
     def render(_i: int) -> None:
         fig = plot.timeline(trace, step=n_steps // 2)
