@@ -21,6 +21,7 @@ from .trace import Delta, RefState, Snapshot, SSLState, Trace
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from .explain import Explainer
     from .trace import SessionState
     from .widgets import Stepper
 
@@ -105,14 +106,6 @@ class Lab:
         self._engine, self.engine_note = _make_engine(engine, self.config)
         self.engine_name: str = self._engine.name
         self.openssl_version: str = self._engine.openssl_version
-        self._explainer: Engine | None = None
-        if explain and self.engine_name != "model":
-            from .engines.model import ModelEngine
-
-            # An engine that cannot do everything OpenSSL can (pyOpenSSL cannot age a
-            # sealed ticket) says how the model should predict it.
-            options = getattr(self._engine, "model_options", {})
-            self._explainer = ModelEngine(self.config, **options)
         self._closed = False
         self._finalizer = weakref.finalize(self, self._engine.close)
         self._links: list[Link] = []
@@ -121,6 +114,7 @@ class Lab:
         self._refs_by_session: dict[str, list[SessionRef]] = {}
         self._ref_ids = itertools.count(1)
         self._freed_at: dict[str, int] = {}
+        self._ran: tuple[str, tuple[Any, ...]] = ("initial", ())
         self.trace = Trace(
             {
                 "engine": self.engine_name,
@@ -140,8 +134,14 @@ class Lab:
             f"TLS {tls}, cache size {cache_size}, timeout {timeout} s. Both caches start empty."
         )
         self.trace.append("SSL_CTX_new", "client+server", why, self._engine.initial())
-        if self._explainer is not None:
-            self._explainer.initial()
+        self._explainer: Explainer | None = None
+        if explain and self.engine_name != "model":
+            from .explain import Explainer
+
+            # An engine that cannot do everything OpenSSL can (pyOpenSSL cannot age a
+            # sealed ticket) says how the model should predict it.
+            options = getattr(self._engine, "model_options", {})
+            self._explainer = Explainer(self.config, self.trace, **options)
 
     # -- life cycle ----------------------------------------------------------
     def close(self) -> None:
@@ -273,31 +273,8 @@ class Lab:
 
     def _run(self, op: str, *args: Any) -> OpResult:
         res: OpResult = getattr(self._engine, op)(*args)
-        if self._explainer is not None:
-            try:
-                predicted: OpResult = getattr(self._explainer, op)(*args)
-            except Exception as exc:  # the model is advisory here: never break a real lab
-                self._explainer = None
-                res.why = res.why or f"(the model could not follow this step: {exc})"
-            else:
-                res.why = res.why or predicted.why
-                if self._changes(predicted.delta) != self._changes(res.delta) or predicted.value != res.value:
-                    res.why += " [The model predicted a different outcome here: the real OpenSSL is shown.]"
+        self._ran = (op, args)  # for the explainer, once the step is recorded
         return res
-
-    def _changes(self, delta: Delta) -> dict[tuple[str, Any], Any]:
-        """What ``delta`` really changes in the current state (unchanged entries dropped)."""
-        t = self.trace
-        out: dict[tuple[str, Any], Any] = {}
-        for kind, items, get in (
-            ("session", delta.sessions, t._sessions.get),
-            ("ssl", delta.ssls, t._ssls.get),
-            ("cache", delta.caches, t._caches.get),
-        ):
-            for key, value in items.items():
-                if get(key) != value:
-                    out[(kind, key)] = value
-        return out
 
     def _record(self, op: str, target: str, res: OpResult, result: str | None = None) -> None:
         delta = res.delta
@@ -315,6 +292,9 @@ class Lab:
         if ref_changes:
             delta = delta.merged(Delta(refs=ref_changes))
         self.trace.append(op, target, res.why or _DEFAULT_WHY.get(op, ""), delta, result)
+        if self._explainer is not None:
+            # the model explains this step when the trace is next read (sesskit.explain)
+            self._explainer.queue(index, *self._ran, res.value)
 
     def _ref_state(self, ref_id: int) -> RefState:
         return self.trace.ref(ref_id)

@@ -12,7 +12,7 @@ saved by a real engine loads and plots anywhere.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -317,6 +317,29 @@ class Trace:
         self._refs: dict[int, RefState] = {}
         self._members: dict[str, set[str]] = {side: set() for side in SIDES}
         self._last: Snapshot | None = empty
+        self._unexplained: Callable[[], None] | None = None
+
+    # -- explanations written when first read --------------------------------
+    def explain_later(self, explain: Callable[[], None]) -> None:
+        """Call ``explain()`` once, before any step is next read.
+
+        A Lab's explainer queues steps whose ``why`` the model has not written
+        yet (running the model costs as much as observing OpenSSL); it writes
+        them with :meth:`set_why` when called.
+        """
+        self._unexplained = explain
+
+    def set_why(self, index: int, why: str) -> None:
+        """Give step ``index`` its explanation."""
+        step = self._steps[index]
+        self._steps[index] = Step(step.index, step.op, step.target, why, step.changes, step.result)
+
+    def _explained(self) -> list[Step]:
+        explain = self._unexplained
+        if explain is not None:
+            self._unexplained = None
+            explain()
+        return self._steps
 
     # -- recording ---------------------------------------------------------
     def append(self, op: str, target: str, why: str, changes: Delta, result: str | None = None) -> Step:
@@ -382,14 +405,14 @@ class Trace:
         return len(self._steps)
 
     def __iter__(self) -> Iterator[Step]:
-        return iter(self._steps)
+        return iter(self._explained())
 
     def __getitem__(self, i: int) -> Step:
-        return self._steps[i]
+        return self._explained()[i]
 
     @property
     def steps(self) -> list[Step]:
-        return list(self._steps)
+        return list(self._explained())
 
     def snapshot(self, index: int = -1) -> Snapshot:
         """The full state after step ``index`` (negative counts from the end)."""
@@ -426,7 +449,7 @@ class Trace:
         return {
             "format": TRACE_FORMAT,
             "meta": self.meta,
-            "steps": [s.to_dict() for s in self._steps],
+            "steps": [s.to_dict() for s in self._explained()],
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -449,7 +472,7 @@ class Trace:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Trace):
             return NotImplemented
-        return self.meta == other.meta and self._steps == other._steps
+        return self.meta == other.meta and self._explained() == other._explained()
 
     def __repr__(self) -> str:
         return f"<Trace {len(self)} steps, engine={self.meta.get('engine')!r}>"
