@@ -32,6 +32,7 @@ Nothing here holds a pointer of either copy: each engine passes its own
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
@@ -47,49 +48,84 @@ RECORD_HEADER = 5
 BUF_SIZE = 1 << 17
 
 
+LIVE_KINDS = ("SSL_CTX", "SSL", "observer refs", "user refs")
+
+
 class LiveCounts:
     """How many OpenSSL objects (and references) all engines of one kind hold now.
 
     Each engine module keeps its own (its ``live_objects()``), so a leak test can
-    tell which OpenSSL copy leaked.
+    tell which OpenSSL copy leaked.  Each engine counts in its own dict, under its
+    own lock (no shared lock on the operation path); an engine collected with
+    objects still counted (never closed) leaves its counts here.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._n = {"SSL_CTX": 0, "SSL": 0, "observer refs": 0, "user refs": 0}
+        self._engines: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._gone = dict.fromkeys(LIVE_KINDS, 0)
 
-    def add(self, kind: str, n: int) -> None:
+    def counter(self, engine: Any) -> dict[str, int]:
+        """The dict ``engine`` counts its objects in."""
+        n = dict.fromkeys(LIVE_KINDS, 0)
         with self._lock:
-            self._n[kind] += n
+            self._engines.add(engine)
+        weakref.finalize(engine, self._fold, n)
+        return n
+
+    def _fold(self, n: dict[str, int]) -> None:
+        with self._lock:
+            for k, v in n.items():
+                self._gone[k] += v
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
-            return dict(self._n)
+            total = dict(self._gone)
+            for engine in list(self._engines):
+                for k, v in engine._n.items():
+                    total[k] += v
+            return total
 
 
 class ObservedSession:
-    """A session sesskit has seen and pins; ``*word`` point at calibrated offsets.
+    """A session sesskit has seen and pins; ``view`` reads its calibrated fields.
 
     ``addr`` is the engine's dict key for it (``ptr`` itself where cffi
-    pointers can serve: they hash and compare by address).
+    pointers can serve: they hash and compare by address).  ``view`` is a
+    :class:`~sesskit.engines._view.View` of the session with at least
+    ``references`` and ``owner`` (the SSL_CTX whose cache holds it, or 0).
     """
 
-    __slots__ = ("addr", "label", "last", "ownerword", "ptr", "refword", "side")
+    __slots__ = ("addr", "label", "last", "ptr", "side", "view")
 
-    def __init__(self, ptr: Any, addr: Any, side: str, refword: Any, ownerword: Any) -> None:
+    def __init__(self, ptr: Any, addr: Any, side: str, view: Any) -> None:
         self.ptr = ptr
         self.addr = addr
         self.side = side
         self.label = ""
-        self.refword = refword
-        self.ownerword = ownerword
+        self.view = view
         self.last: SessionState | None = None
 
 
 class ObservedSSL:
     """One SSL of a link, its two memory BIOs and the bytes its peer sent it."""
 
-    __slots__ = ("cleared", "conn", "freed", "inbox", "name", "peer", "ptr", "rbio", "side", "wbio")
+    __slots__ = (
+        "cleared",
+        "conn",
+        "freed",
+        "fresh",
+        "handshaking",
+        "inbox",
+        "name",
+        "peer",
+        "ptr",
+        "rbio",
+        "result",
+        "sess",
+        "side",
+        "wbio",
+    )
 
     def __init__(self, name: str, side: str, ptr: Any, rbio: Any, wbio: Any, conn: Any = None) -> None:
         self.name = name
@@ -102,6 +138,10 @@ class ObservedSSL:
         self.peer: ObservedSSL | None = None
         self.freed = False
         self.cleared = False
+        self.handshaking = True  # until SSL_do_handshake returns 1: flights go straight to its rbio
+        self.fresh = False  # a flight was written to its rbio and not yet processed
+        self.result = 0  # what the last SSL_do_handshake returned
+        self.sess: ObservedSession | None = None  # its session (s->session) when last looked at
 
     def next_record(self) -> bytes | None:
         if len(self.inbox) < RECORD_HEADER:
@@ -131,6 +171,7 @@ class ObservingEngine(Generic[S]):
     _lib: Any
 
     def _init_frame(self, epoch: int) -> None:
+        self._n = self._live.counter(self)  # live OpenSSL objects, counted per engine
         self._lock = threading.RLock()
         self._closed = False
         self._buf = self._ffi.new("char[]", BUF_SIZE)
@@ -151,6 +192,7 @@ class ObservingEngine(Generic[S]):
         self._current: list[ObservedSSL] = []
         self._ctx: dict[str, Any] = {}
         self._ctx_addr: dict[str, int] = {}
+        self._ctx_side: dict[int, str] = {}  # SSL_CTX address -> side (a session's cache owner)
 
     def _open(self, cert: Any, key: Any) -> None:
         """Make both SSL_CTXs (``_make_ctx`` registers each); on failure free what was made."""
@@ -207,23 +249,30 @@ class ObservingEngine(Generic[S]):
         return int(self._ffi.cast("uintptr_t", p))
 
     def _drain(self, ssl: ObservedSSL) -> None:
-        read, buf, wbio, peer = self._lib.BIO_read, self._buf, ssl.wbio, ssl.peer
+        """Move what ``ssl`` wrote to its peer.
+
+        While the peer is in its handshake (and nothing is queued for it) the
+        flight goes straight into the peer's read BIO: a handshake flight is
+        fed whole (see :meth:`connect`).  Anything else waits in the peer's
+        ``inbox``, to be fed one record at a time.
+        """
+        lib, buf, wbio, peer = self._lib, self._buf, ssl.wbio, ssl.peer
         while True:
-            n = read(wbio, buf, BUF_SIZE)  # an empty memory BIO returns -1
+            n = lib.BIO_read(wbio, buf, BUF_SIZE)  # an empty memory BIO returns -1
             if n <= 0:
                 return
             if peer is not None and not peer.freed and not peer.cleared:
-                peer.inbox += self._ffi.buffer(buf, n)
+                if peer.handshaking and not peer.inbox:
+                    lib.BIO_write(peer.rbio, buf, n)
+                    peer.fresh = True
+                else:
+                    peer.inbox += self._ffi.buffer(buf, n)
             if n < BUF_SIZE:
                 return
 
-    def _feed(self, ssl: ObservedSSL, whole: bool = False) -> bool:
-        """Give ``ssl`` its next pending record (or everything pending)."""
-        if whole:
-            rec = bytes(ssl.inbox)
-            ssl.inbox.clear()
-        else:
-            rec = ssl.next_record() or b""
+    def _feed(self, ssl: ObservedSSL) -> bool:
+        """Give ``ssl`` its next pending record."""
+        rec = ssl.next_record()
         if not rec:
             return False
         self._lib.BIO_write(ssl.rbio, rec, len(rec))
@@ -289,7 +338,7 @@ class ObservingEngine(Generic[S]):
             if st.freed and s.ptr is not None:
                 del self._by_addr[s.addr]
                 self._lib.SSL_SESSION_free(s.ptr)  # drop the observer reference: really freed now
-                self._live.add("observer refs", -1)
+                self._n["observer refs"] -= 1
                 s.ptr = None
         ssls = {n: self._ssl_state(x) for n, x in self._touched_ssls.items()}
         self._current = []
@@ -299,24 +348,20 @@ class ObservingEngine(Generic[S]):
         if s.ptr is None:
             assert s.last is not None
             return s.last
-        refs = int(s.refword[0]) - 1  # minus the observer reference
+        v = s.view
+        refs = v.references - 1  # minus the observer reference
         if refs <= 0:
             return SessionState(s.label, s.side, 0, None, False, True)
-        owner = int(s.ownerword[0])
-        cache = None
-        if owner:
-            for side, ctx_addr in self._ctx_addr.items():
-                if owner == ctx_addr:
-                    cache = side
+        owner = v.owner
+        cache = self._ctx_side.get(owner) if owner else None
         return SessionState(s.label, s.side, refs, cache, self._resumable(s))
 
     def _ssl_state(self, x: ObservedSSL) -> SSLState:
         if x.freed:
             return SSLState(x.name, x.side, None, True, False, x.cleared)
-        p = self._lib.SSL_get_session(x.ptr)
-        label = None if p == self._ffi.NULL else self._session_at(p).label
+        s = x.sess  # looked at by _finish just before
         sent = bool(self._lib.SSL_get_shutdown(x.ptr) & SSL_SENT_SHUTDOWN)
-        return SSLState(x.name, x.side, label, False, sent, x.cleared)
+        return SSLState(x.name, x.side, None if s is None else s.label, False, sent, x.cleared)
 
     # -- public operations ---------------------------------------------------------
     def initial(self) -> Delta:
@@ -339,38 +384,55 @@ class ObservingEngine(Generic[S]):
                 if lib.SSL_set_session(c.ptr, target.ptr) != 1:
                     raise SesskitError(f"SSL_set_session({c.name}, {resume}) failed: {self._errors()}")
                 self._see_ssl(c)
-            c_done = self._hs(c)
-            s_done = False
-            for _ in range(1000):
-                if c_done and s_done:
-                    break
+            # A handshake flight is fed whole (_drain writes it straight to the peer): no
+            # session is made and dropped inside one flight, so the same sessions are seen
+            # as record by record, and the handshake costs what it costs without sesskit.
+            c_done, s_done = self._hs(c), False
+            while not (c_done and s_done):
                 moved = False
-                # A handshake flight is fed whole: no session is made and dropped inside
-                # one flight, so the same sessions are seen as record by record (and the
-                # handshake costs what it costs without sesskit).
-                if not s_done and self._feed(s, whole=True):
+                if s.fresh and not s_done:
                     s_done, moved = self._hs(s), True
-                if not c_done and self._feed(c, whole=True):
+                if c.fresh and not c_done:
                     c_done, moved = self._hs(c), True
                 if not moved:
-                    raise SesskitError(f"handshake {c.name}↔{s.name} stalled: {self._errors()}")
+                    raise SesskitError(self._handshake_failure(c, s))
             reused = bool(lib.SSL_session_reused(c.ptr))
             delta = self._finish(stats=True)
             return OpResult(delta, (c.name, s.name, reused))
 
     def _new_ssl(self, name: str, side: str) -> ObservedSSL:
         x = self._ssl_new(name, side)
-        self._live.add("SSL", 1)
+        self._n["SSL"] += 1
         self._ssls[name] = x
         return x
 
     def _hs(self, ssl: ObservedSSL) -> bool:
-        r, err = self._call(ssl, self._lib.SSL_do_handshake)
+        """One ``SSL_do_handshake``; True when this side's handshake is done.
+
+        Anything else waits for the peer's next flight; a side that failed writes
+        an alert (or nothing), the peer stops too, and the loop in :meth:`connect`
+        finds nothing left to feed (:meth:`_handshake_failure` says why).
+        """
+        ssl.fresh = False
+        r = ssl.result = self._lib.SSL_do_handshake(ssl.ptr)
+        self._drain(ssl)
+        self._see_ssl(ssl)
+        if self._cb_error is not None:
+            exc, self._cb_error = self._cb_error, None
+            raise SesskitError(f"observation callback failed: {exc!r}") from exc
         if r == 1:
+            ssl.handshaking = False
             return True
-        if err in (SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE):
-            return False
-        raise SesskitError(f"SSL_do_handshake on {ssl.name} failed (error {err}): {self._errors()}")
+        return False
+
+    def _handshake_failure(self, *ssls: ObservedSSL) -> str:
+        for x in ssls:
+            if x.handshaking:
+                err = self._lib.SSL_get_error(x.ptr, x.result)
+                if err not in (SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE):
+                    return f"SSL_do_handshake on {x.name} failed (error {err}): {self._errors()}"
+        names = "↔".join(x.name for x in ssls)
+        return f"handshake {names} stalled: {self._errors()}"
 
     def _op(self, name: str) -> ObservedSSL:
         x = self._ssls[name]
@@ -394,7 +456,7 @@ class ObservingEngine(Generic[S]):
                 delta = self._finish()
                 label = s.label
                 self._user_refs[label] = self._user_refs.get(label, 0) + 1
-                self._live.add("user refs", 1)
+                self._n["user refs"] += 1
             else:
                 delta = self._finish()
             return OpResult(delta, label)
@@ -431,8 +493,8 @@ class ObservingEngine(Generic[S]):
 
     def _free_ssl(self, x: ObservedSSL) -> None:
         self._ssl_free(x.ptr)  # also frees its BIOs: never touch them again
-        self._live.add("SSL", -1)
-        x.conn = x.ptr = x.rbio = x.wbio = None
+        self._n["SSL"] -= 1
+        x.conn = x.ptr = x.rbio = x.wbio = x.sess = None
         x.freed = True
         x.inbox.clear()
 
@@ -443,7 +505,7 @@ class ObservingEngine(Generic[S]):
             self._touched[s.addr] = s
             self._lib.SSL_SESSION_free(s.ptr)
             self._user_refs[session] -= 1
-            self._live.add("user refs", -1)
+            self._n["user refs"] -= 1
             return OpResult(self._finish())
 
     def advance(self, seconds: int) -> OpResult:
@@ -469,15 +531,15 @@ class ObservingEngine(Generic[S]):
                 s = self._by_label[label]
                 for _ in range(n):
                     lib.SSL_SESSION_free(s.ptr)
-                    self._live.add("user refs", -1)
+                    self._n["user refs"] -= 1
             self._user_refs.clear()
             for s in self._by_addr.values():
                 lib.SSL_SESSION_free(s.ptr)
-                self._live.add("observer refs", -1)
+                self._n["observer refs"] -= 1
             self._by_addr.clear()
             for ctx in self._ctx.values():
                 self._ctx_free(ctx)
-                self._live.add("SSL_CTX", -1)
+                self._n["SSL_CTX"] -= 1
             self._ctx.clear()
 
     def sessions_alive(self) -> Iterable[str]:

@@ -121,6 +121,7 @@ class Libssl:
     path: str
     version: str
     offsets: Any
+    view: Any  # a _view.View of ssl_session_st: references, owner, prev
 
 
 _lock = threading.Lock()
@@ -151,6 +152,7 @@ def _load() -> Libssl:
     from cffi import FFI
 
     from ._probe import calibrate
+    from ._view import View
 
     if not os.path.exists("/proc/self/maps"):
         raise SesskitError("the libssl engine needs /proc/self/maps (Linux) to find Python's own libssl")
@@ -170,4 +172,11 @@ def _load() -> Libssl:
     if not version.startswith("OpenSSL 3."):
         raise CalibrationError(f"the libssl engine supports OpenSSL 3.x; Python loaded {version}")
     offsets = calibrate(lib, ffi, libc)
-    return Libssl(ffi, lib, libc, ssl_path, version, offsets)
+    view = View(
+        {
+            "references": (offsets.references, "int"),
+            "owner": (offsets.owner, "uintptr_t"),
+            "prev": (offsets.prev, "uintptr_t"),
+        }
+    )
+    return Libssl(ffi, lib, libc, ssl_path, version, offsets, view)

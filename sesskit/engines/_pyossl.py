@@ -91,10 +91,27 @@ class PyOpenSSLLib:
     version: str
     pyopenssl_version: str
     offsets: PyOffsets
+    view: Any  # a _view.View of ssl_session_st: the fields the engine reads
 
 
 _lock = threading.Lock()
 _loaded: PyOpenSSLLib | None = None
+
+
+def session_view(offs: PyOffsets) -> Any:
+    """The session fields the engine reads, at their calibrated offsets."""
+    from ._view import View
+
+    return View(
+        {
+            "references": (offs.references, "int"),
+            "owner": (offs.owner, "uintptr_t"),
+            "not_resumable": (offs.not_resumable, "int"),
+            "session_id_length": (offs.session_id_length, "size_t"),
+            "ticklen": (offs.ticklen, "size_t"),
+            "time": (offs.time, "uint64_t"),
+        }
+    )
 
 
 def load() -> PyOpenSSLLib:
@@ -119,7 +136,7 @@ def _load() -> PyOpenSSLLib:
     libc = libc_ffi.dlopen(None)
     version = ffi.string(lib.OpenSSL_version(0)).decode()
     offsets = calibrate(ffi, lib, libc, SSL)
-    return PyOpenSSLLib(ffi, lib, libc, SSL, version, OpenSSL.__version__, offsets)
+    return PyOpenSSLLib(ffi, lib, libc, SSL, version, OpenSSL.__version__, offsets, session_view(offsets))
 
 
 def make_cert() -> tuple[Any, Any]:

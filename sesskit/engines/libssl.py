@@ -45,9 +45,10 @@ from .base import LabConfig, OpResult
 
 __all__ = ["LibsslEngine", "live_objects"]
 
-_STATS_CTRL = [(k, v) for k, v in F.CTRL.items() if k != "number"]
+_STAT_KEYS = tuple(k for k in F.CTRL if k != "number")
+_STAT_CODES = tuple(F.CTRL[k] for k in _STAT_KEYS)
+_NUMBER = F.CTRL["number"]
 _LIVE = LiveCounts()
-_count = _LIVE.add
 
 
 def live_objects() -> dict[str, int]:
@@ -87,13 +88,9 @@ def _make_cert() -> tuple[bytes, bytes]:
 
 
 class _Sess(ObservedSession):
-    """A libssl session: the pointer is its own key; ``prevword`` is its cache list link."""
+    """A libssl session: the pointer is its own key; ``view.prev`` is its cache list link."""
 
-    __slots__ = ("prevword",)
-
-    def __init__(self, ptr: Any, side: str, refword: Any, ownerword: Any, prevword: Any) -> None:
-        super().__init__(ptr, ptr, side, refword, ownerword)  # cffi pointers: a stable dict key
-        self.prevword = prevword
+    __slots__ = ()
 
 
 class LibsslEngine(ObservingEngine[_Sess]):
@@ -107,14 +104,12 @@ class LibsslEngine(ObservingEngine[_Sess]):
         self.openssl_version: str = L.version
         self.library_path = L.path
         self._ffi, self._lib = L.ffi, L.lib
-        self._off = L.offsets
+        self._view = L.view
         self._config = config
         self._init_frame(int(L.libc.time(self._ffi.NULL)))
         self._mem = self._lib.BIO_s_mem()
         self._members: dict[str, set[str]] = {"client": set(), "server": set()}
-        self._stats: dict[str, dict[str, int]] = {}
-        self._t_int_p = self._ffi.typeof("int *")
-        self._t_uintptr_p = self._ffi.typeof("uintptr_t *")
+        self._stats: dict[str, list[int]] = {}  # SSL_CTX_ctrl values, in _STAT_KEYS order
         self._t_void_p = self._ffi.typeof("void *")
         cert, key = _make_cert()
         self._callbacks = self._make_callbacks()
@@ -127,7 +122,7 @@ class LibsslEngine(ObservingEngine[_Sess]):
         ctx = lib.SSL_CTX_new(lib.TLS_server_method() if server else lib.TLS_client_method())
         if ctx == ffi.NULL:
             raise SesskitError(f"SSL_CTX_new failed: {self._errors()}")
-        _count("SSL_CTX", 1)
+        self._n["SSL_CTX"] += 1
         v = F.TLS_VERSION[cfg.tls]
         lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_MIN_PROTO_VERSION, v, ffi.NULL)
         lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_MAX_PROTO_VERSION, v, ffi.NULL)
@@ -142,7 +137,7 @@ class LibsslEngine(ObservingEngine[_Sess]):
             )
             if not ok:
                 lib.SSL_CTX_free(ctx)
-                _count("SSL_CTX", -1)
+                self._n["SSL_CTX"] -= 1
                 raise SesskitError(f"cannot set up the server SSL_CTX: {self._errors()}")
             if not cfg.tickets:
                 lib.SSL_CTX_set_options(ctx, F.SSL_OP_NO_TICKET)
@@ -150,9 +145,10 @@ class LibsslEngine(ObservingEngine[_Sess]):
         elif cfg.client_cache:
             lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_SESS_CACHE_MODE, F.SSL_SESS_CACHE_CLIENT, ffi.NULL)
         lib.SSL_CTX_sess_set_new_cb(ctx, self._callbacks[1 if server else 0])
-        self._stats[side] = dict.fromkeys(F.CTRL, -1)
+        self._stats[side] = []
         self._ctx[side] = ctx
         self._ctx_addr[side] = self._addr(ctx)
+        self._ctx_side[self._addr(ctx)] = side
 
     def _make_callbacks(self) -> tuple[Any, Any, Any, Any]:
         ffi, lib = self._ffi, self._lib
@@ -214,15 +210,8 @@ class LibsslEngine(ObservingEngine[_Sess]):
         s = self._by_addr.get(ptr)
         if s is None:
             self._lib.SSL_SESSION_up_ref(ptr)  # the observer reference
-            _count("observer refs", 1)
-            ffi, off, base = self._ffi, self._off, self._ffi.cast("char *", ptr)
-            s = _Sess(
-                ptr,
-                side,
-                ffi.cast(self._t_int_p, base + off.references),
-                ffi.cast(self._t_uintptr_p, base + off.owner),
-                ffi.cast(self._t_uintptr_p, base + off.prev),
-            )
+            self._n["observer refs"] += 1
+            s = _Sess(ptr, ptr, side, self._view.at(ptr))  # cffi pointers: a stable dict key
             self._by_addr[ptr] = s
             self._seen[side].append(s)
         if self._lib.SSL_SESSION_get_time(ptr) > self._epoch:
@@ -234,7 +223,7 @@ class LibsslEngine(ObservingEngine[_Sess]):
     def _see_ssl(self, ssl: ObservedSSL) -> None:
         self._touched_ssls[ssl.name] = ssl
         if ssl.ptr is not None:
-            self._see(self._lib.SSL_get_session(ssl.ptr), ssl.side)
+            ssl.sess = self._see(self._lib.SSL_get_session(ssl.ptr), ssl.side)
 
     def _session_at(self, p: Any) -> _Sess:
         return self._by_addr[p]
@@ -247,20 +236,21 @@ class LibsslEngine(ObservingEngine[_Sess]):
         self._lib.ERR_error_string_n(e, buf, 256)
         return self._ffi.string(buf).decode()
 
-    def _stats_of(self, side: str) -> dict[str, int]:
-        ctx, null, ctrl = self._ctx[side], self._ffi.NULL, self._lib.SSL_CTX_ctrl
-        return {k: int(ctrl(ctx, v, 0, null)) for k, v in _STATS_CTRL}
-
     def _observe_cache(self, side: str, full_walk: bool, read_stats: bool) -> CacheState | None:
-        """Bring the cache's member list up to date; return its state if it changed."""
+        """Bring the cache's member list up to date; return its state if it changed.
+
+        The statistics are re-read (``SSL_CTX_ctrl``) only when the operation can
+        have moved them (``read_stats``); the size is always read.
+        """
         ctx = self._ctx.get(side)
         if ctx is None:
             return None
-        if read_stats or side not in self._cache_last:
-            stats = self._stats_of(side)
-        else:
-            stats = dict(self._stats[side])
-        number = int(self._lib.SSL_CTX_ctrl(ctx, F.CTRL["number"], 0, self._ffi.NULL))
+        ctrl, null = self._lib.SSL_CTX_ctrl, self._ffi.NULL
+        last_stats = self._stats[side]
+        stats = last_stats
+        if read_stats or not last_stats:
+            stats = [ctrl(ctx, code, 0, null) for code in _STAT_CODES]
+        number = ctrl(ctx, _NUMBER, 0, null)
         order = self._order[side]
         ctx_addr = self._ctx_addr[side]
         new_order = self._walk(side, ctx_addr) if full_walk else self._update_order(side, ctx_addr, number)
@@ -269,19 +259,17 @@ class LibsslEngine(ObservingEngine[_Sess]):
                 f"observation inconsistent: SSL_CTX_sess_number says {number} sessions in the "
                 f"{side} cache, the list sesskit follows has {len(new_order)}"
             )
-        changed = (new_order is not order and new_order != order) or stats != self._stats[side]
+        changed = stats != last_stats or (new_order is not order and new_order != order)
         if new_order is not order:
             self._order[side] = new_order
             self._members[side] = set(new_order)
         self._stats[side] = stats
-        if not changed and side in self._cache_last:
+        if not changed:
             return None
-        state = CacheState(side, number, tuple(new_order), stats)
-        self._cache_last[side] = state
-        return state
+        return CacheState(side, number, tuple(new_order), dict(zip(_STAT_KEYS, stats, strict=True)))
 
     def _owned(self, s: _Sess, ctx_addr: int) -> bool:
-        return s.ptr is not None and int(s.refword[0]) > 1 and int(s.ownerword[0]) == ctx_addr
+        return s.ptr is not None and s.view.references > 1 and s.view.owner == ctx_addr
 
     def _update_order(self, side: str, ctx_addr: int, number: int) -> list[str]:
         """The cache list after this operation, re-reading only what it touched.
@@ -291,9 +279,14 @@ class LibsslEngine(ObservingEngine[_Sess]):
         """
         current = self._order[side]
         members = self._members[side]
-        touched = [s for s in self._touched.values() if s.label]
-        leaving = [s for s in touched if s.label in members]
-        placing = [s for s in touched if self._owned(s, ctx_addr)]
+        leaving: list[_Sess] = []
+        placing: list[_Sess] = []
+        for s in self._touched.values():
+            if s.label:
+                if s.label in members:
+                    leaving.append(s)
+                if s.ptr is not None and s.view.references > 1 and s.view.owner == ctx_addr:
+                    placing.append(s)
         if not leaving and not placing and number == len(current):
             return current
         order = list(current)
@@ -316,7 +309,7 @@ class LibsslEngine(ObservingEngine[_Sess]):
         while pending:
             progress = False
             for a, s in list(pending.items()):
-                prev = self._ffi.cast(self._t_void_p, s.prevword[0])
+                prev = self._ffi.cast(self._t_void_p, s.view.prev)
                 if prev in pending:
                     continue
                 p = self._by_addr.get(prev)

@@ -54,7 +54,6 @@ __all__ = ["PyOpenSSLEngine", "live_objects"]
 
 _STAT_SLOTS = [(name, i) for i, name in enumerate(P.STATS) if "renegotiate" not in name]
 _LIVE = LiveCounts()
-_count = _LIVE.add
 
 
 def live_objects() -> dict[str, int]:
@@ -70,10 +69,9 @@ def unsupported(op: str, why: str) -> UnsupportedOperation:
 
 
 class _Sess(ObservedSession):
-    """A session of pyOpenSSL's copy, keyed by its address; ``w``: the words ``_read`` needs."""
+    """A session of pyOpenSSL's copy, keyed by its address (``view``: see ``_pyossl.session_view``)."""
 
-    __slots__ = ("w",)
-    w: dict[str, Any]
+    __slots__ = ()
 
 
 class PyOpenSSLEngine(ObservingEngine[_Sess]):
@@ -88,6 +86,7 @@ class PyOpenSSLEngine(ObservingEngine[_Sess]):
         self._L = L = P.load()
         self.openssl_version: str = f"{L.version} (pyOpenSSL {L.pyopenssl_version})"
         self._ffi, self._lib, self._off = L.ffi, L.lib, L.offsets
+        self._view = L.view
         self._SSL = L.SSL
         self._config = config
         self._init_frame(P.now())  # OpenSSL's frozen "now" (see libssl.py, virtual time)
@@ -98,7 +97,7 @@ class PyOpenSSLEngine(ObservingEngine[_Sess]):
         SSL, cfg = self._SSL, self._config
         server = side == "server"
         ctx = SSL.Context(SSL.TLS_SERVER_METHOD if server else SSL.TLS_CLIENT_METHOD)
-        _count("SSL_CTX", 1)
+        self._n["SSL_CTX"] += 1
         self._ctx[side] = ctx  # so that close() frees it even if set-up fails below
         v = SSL.TLS1_2_VERSION if cfg.tls == "1.2" else SSL.TLS1_3_VERSION
         ctx.set_min_proto_version(v)
@@ -119,6 +118,7 @@ class PyOpenSSLEngine(ObservingEngine[_Sess]):
         elif cfg.client_cache:
             ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
         self._ctx_addr[side] = self._addr(ctx._context)
+        self._ctx_side[self._addr(ctx._context)] = side
 
     def _ssl_new(self, name: str, side: str) -> ObservedSSL:
         conn = self._SSL.Connection(self._ctx[side], None)  # SSL_new + two memory BIOs
@@ -133,6 +133,7 @@ class PyOpenSSLEngine(ObservingEngine[_Sess]):
             return
         lib, ffi = self._lib, self._ffi
         ptr = lib.SSL_get_session(ssl.ptr)
+        ssl.sess = None
         if ptr == ffi.NULL:
             return
         a = self._addr(ptr)
@@ -142,31 +143,21 @@ class PyOpenSSLEngine(ObservingEngine[_Sess]):
             if got != ptr:  # cannot happen: the SSL is ours and single-threaded
                 lib.SSL_SESSION_free(got)
                 raise SesskitError("observation inconsistent: SSL_get1_session and SSL_get_session differ")
-            _count("observer refs", 1)
+            self._n["observer refs"] += 1
             s = self._new_sess(ptr, a, ssl.side)
             self._by_addr[a] = s
             self._seen[ssl.side].append(s)
         self._restamp(s)
         self._touched[a] = s
+        ssl.sess = s
 
     def _new_sess(self, p: Any, a: int, side: str) -> _Sess:
-        ffi, off = self._ffi, self._off
-        base = ffi.cast("char *", p)
-        s = _Sess(
-            p, a, side, ffi.cast("int *", base + off.references), ffi.cast("uintptr_t *", base + off.owner)
-        )
-        s.w = {
-            "not_resumable": ffi.cast("int *", base + off.not_resumable),
-            "sid_len": ffi.cast("size_t *", base + off.session_id_length),
-            "ticklen": ffi.cast("size_t *", base + off.ticklen),
-            "time": ffi.cast("uint64_t *", base + off.time),
-        }
-        return s
+        return _Sess(p, a, side, self._view.at(a))
 
     def _restamp(self, s: _Sess) -> None:
         # Stamped "now" (later than E) by OpenSSL: "now" is E on the virtual scale.
         unit = self._off.time_unit
-        if int(s.w["time"][0]) > self._epoch * unit:
+        if s.view.time > self._epoch * unit:
             P.set_time(self._ffi, s.ptr, self._off, self._epoch)
 
     def _session_at(self, p: Any) -> _Sess:
@@ -174,8 +165,8 @@ class PyOpenSSLEngine(ObservingEngine[_Sess]):
 
     def _resumable(self, s: _Sess) -> bool:
         # SSL_SESSION_is_resumable: !not_resumable && (session_id_length || ext.ticklen)
-        w = s.w
-        return not int(w["not_resumable"][0]) and bool(int(w["sid_len"][0]) or int(w["ticklen"][0]))
+        v = s.view
+        return not v.not_resumable and bool(v.session_id_length or v.ticklen)
 
     def _error_string(self, e: int) -> str:
         reason = self._lib.ERR_reason_error_string(e)
