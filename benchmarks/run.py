@@ -51,12 +51,16 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _variant(name: str) -> str:
+    return name.replace("_no_model", " (explain=False)").replace("_why_read", " (its why read)")
+
+
 def rows(core: dict[str, Any], mem: dict[str, Any], see: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     out = []
     for name, v in core["connect"].items():
         out.append(
             (
-                f"Lab.connect {name.replace('_no_model', ' (explain=False)')} vs bare cffi",
+                f"Lab.connect {_variant(name)} vs bare cffi",
                 f"{v['lab_us']:.0f} µs vs {v['bare_us']:.0f} µs = {v['ratio']:.2f}x",
                 "<= 1.15x",
                 v["ratio"] <= 1.15,

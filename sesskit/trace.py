@@ -367,7 +367,10 @@ class Trace:
 
     def _compact(self, changes: Delta) -> Delta:
         """Store a large cache's list as an edit of the previous step's list."""
-        if not any(len(c.members) > _EDIT_ABOVE for c in changes.caches.values()):
+        for c in changes.caches.values():
+            if len(c.members) > _EDIT_ABOVE:
+                break
+        else:
             return changes
         caches = dict(changes.caches)
         for side, c in changes.caches.items():

@@ -183,3 +183,18 @@ def test_calibration_refuses_when_a_check_fails(broken: dict[str, object], words
     with pytest.raises(sesskit.CalibrationError, match=words):
         calibrate(Sabotaged(L.lib, **broken), L.ffi, L.libc)
     assert calibrate(L.lib, L.ffi, L.libc) == L.offsets  # the real library calibrates the same again
+
+
+def test_a_handshake_openssl_refuses_is_reported_with_its_reason() -> None:
+    # Lab refuses this before OpenSSL sees it (test_api); the engine itself must
+    # still report OpenSSL's own failure, not hang, and stay usable.
+    with sesskit.Lab(engine="libssl", tls="1.2", tickets=False, explain=False) as lab:
+        link = lab.connect()
+        server_session = link.server.get0_session()
+        assert server_session is not None
+        engine = lab._engine
+        refused = r"SSL_do_handshake on [cs]2 failed \(error 1\): error:.*alert"
+        with pytest.raises(sesskit.SesskitError, match=refused):
+            engine.connect(resume=server_session.session)
+        again = lab.connect()
+        assert not again.reused and again.client.session is not None

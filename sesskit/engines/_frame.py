@@ -308,17 +308,19 @@ class ObservingEngine(Generic[S]):
         for x in self._current:
             self._see_ssl(x)
 
-    def _finish(self, full_walk: bool = False, stats: bool = False) -> Delta:
+    def _finish(self, full_walk: bool = False, stats: bool = False, look_again: bool = True) -> Delta:
         """Label what was seen, re-read what was touched, and say what changed.
 
         ``full_walk`` and ``stats`` are hints to ``_observe_cache``: the cache list
         may have been reordered without being touched (virtual time moved), and
         the statistics may have moved (only handshakes and record processing move
-        them).
+        them).  ``look_again=False``: every SSL of the operation was looked at
+        right after the last call that could change its session (a handshake).
         """
-        for x in self._current:
-            if not x.freed:
-                self._see_ssl(x)
+        if look_again:
+            for x in self._current:
+                if not x.freed:
+                    self._see_ssl(x)
         for side in SIDES:  # labels: client side first, then server
             for s in self._seen[side]:
                 self._label_no += 1
@@ -397,7 +399,7 @@ class ObservingEngine(Generic[S]):
                 if not moved:
                     raise SesskitError(self._handshake_failure(c, s))
             reused = bool(lib.SSL_session_reused(c.ptr))
-            delta = self._finish(stats=True)
+            delta = self._finish(stats=True, look_again=False)  # _hs looked after every call
             return OpResult(delta, (c.name, s.name, reused))
 
     def _new_ssl(self, name: str, side: str) -> ObservedSSL:
