@@ -75,7 +75,9 @@ class Lab:
         ``SSL_CTX_sess_set_cache_size`` and ``SSL_CTX_set_timeout`` of both contexts.
     explain : bool
         With a real engine, also run the model alongside to give each step its
-        ``why`` (and to say so when reality differs from the prediction).
+        ``why`` (and to say so when reality differs from the prediction).  The
+        model runs when a step is first read from ``lab.trace``, so operations
+        whose ``why`` nobody reads cost nothing extra (:mod:`sesskit.explain`).
     """
 
     def __init__(
