@@ -285,9 +285,13 @@ class ObservingEngine(Generic[S]):
         self._drain(ssl)
         self._see_ssl(ssl)
         if self._cb_error is not None:
-            exc, self._cb_error = self._cb_error, None
-            raise SesskitError(f"observation callback failed: {exc!r}") from exc
+            self._raise_callback_error()
         return r, err
+
+    def _raise_callback_error(self) -> None:
+        """A C callback caught an exception (it must never raise into C): raise it now."""
+        exc, self._cb_error = self._cb_error, None
+        raise SesskitError(f"observation callback failed: {exc!r}") from exc
 
     def _errors(self) -> str:
         """Drain OpenSSL's error queue into one line."""
@@ -420,8 +424,7 @@ class ObservingEngine(Generic[S]):
         self._drain(ssl)
         self._see_ssl(ssl)
         if self._cb_error is not None:
-            exc, self._cb_error = self._cb_error, None
-            raise SesskitError(f"observation callback failed: {exc!r}") from exc
+            self._raise_callback_error()
         if r == 1:
             ssl.handshaking = False
             return True
