@@ -198,3 +198,15 @@ def test_a_handshake_openssl_refuses_is_reported_with_its_reason() -> None:
             engine.connect(resume=server_session.session)
         again = lab.connect()
         assert not again.reused and again.client.session is not None
+
+
+def test_an_exception_in_a_c_callback_is_raised_after_the_call() -> None:
+    # A callback must never raise into OpenSSL: the ticket callback catches the
+    # error, OpenSSL carries on, and the engine raises it once the call returns.
+    with sesskit.Lab(engine="libssl", tls="1.3", explain=False) as lab:
+        engine = lab._engine
+        engine._now = "not a number"  # breaks the ticket callback's arithmetic
+        with pytest.raises(sesskit.SesskitError, match="observation callback failed: TypeError"):
+            engine.connect()
+        engine._now = 0
+        assert not lab.connect().reused
