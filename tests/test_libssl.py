@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_model import close_cleanly
@@ -204,7 +205,7 @@ def test_an_exception_in_a_c_callback_is_raised_after_the_call() -> None:
     # A callback must never raise into OpenSSL: the ticket callback catches the
     # error, OpenSSL carries on, and the engine raises it once the call returns.
     with sesskit.Lab(engine="libssl", tls="1.3", explain=False) as lab:
-        engine = lab._engine
+        engine: Any = lab._engine
         engine._now = "not a number"  # breaks the ticket callback's arithmetic
         with pytest.raises(sesskit.SesskitError, match="observation callback failed: TypeError"):
             engine.connect()
