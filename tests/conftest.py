@@ -9,8 +9,9 @@ import pytest
 
 import sesskit
 
-# The model predicts; the real engine is held to the same facts.
-FACT_ENGINES = ["model", "libssl"]
+# The model predicts; the real engine is held to the same facts, observed by the
+# C helper and by the Python observer (tests/test_helper.py).
+FACT_ENGINES = ["model", "libssl", "libssl/python-observer"]
 
 
 @cache
@@ -24,11 +25,13 @@ def engine_unavailable(name: str) -> str:
 
 
 @pytest.fixture(params=FACT_ENGINES)
-def fact_engine(request: pytest.FixtureRequest) -> str:
-    name = str(request.param)
+def fact_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    name, _, observer = str(request.param).partition("/")
     why = engine_unavailable(name)
     if why:
         pytest.skip(why)
+    if observer:
+        monkeypatch.setenv("SESSKIT_OBSERVER", "python")
     return name
 
 

@@ -16,6 +16,7 @@ on both engines and probes the boundaries directly.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -69,6 +70,7 @@ def describe_difference(a: sesskit.Snapshot, b: sesskit.Snapshot) -> str:
 
 class ModelVersusLibssl(RuleBasedStateMachine):
     REAL = "libssl"  # the real engine held to the model
+    OBSERVER = ""  # SESSKIT_OBSERVER for the real lab ("": the default, the C helper where built)
     ssls = Bundle("ssls")
     refs = Bundle("refs")
 
@@ -88,16 +90,28 @@ class ModelVersusLibssl(RuleBasedStateMachine):
             tls=tls, tickets=tickets, client_cache=client_cache, cache_size=cache_size, timeout=timeout
         )
         model = sesskit.Lab(engine="model", explain=False, **config)  # type: ignore[arg-type]
-        real = sesskit.Lab(engine=self.REAL, explain=False, **config)  # type: ignore[arg-type]
+        real = self.real_lab(config)
         # An engine that cannot do all OpenSSL does (pyOpenSSL: no ticket callback) says
         # how the model must predict it.
         for name, value in getattr(real._engine, "model_options", {}).items():
             setattr(model._engine.model, name, value)  # type: ignore[attr-defined]
         self.labs = (model, real)
 
+    def real_lab(self, config: dict[str, Any]) -> sesskit.Lab:
+        before = os.environ.get("SESSKIT_OBSERVER")
+        if self.OBSERVER:
+            os.environ["SESSKIT_OBSERVER"] = self.OBSERVER
+        try:
+            return sesskit.Lab(engine=self.REAL, explain=False, **config)
+        finally:
+            if before is None:
+                os.environ.pop("SESSKIT_OBSERVER", None)
+            else:
+                os.environ["SESSKIT_OBSERVER"] = before
+
     def teardown(self) -> None:
         if self.labs is not None:
-            PROGRAM_LENGTHS.setdefault(self.REAL, []).append(self.steps)
+            PROGRAM_LENGTHS.setdefault(self.REAL + self.OBSERVER, []).append(self.steps)
             for lab in self.labs:
                 lab.close()
 
@@ -172,6 +186,21 @@ ModelVersusLibssl.TestCase.settings = settings(
 )
 TestModelVersusLibssl = ModelVersusLibssl.TestCase
 
+
+class ModelVersusLibsslPythonObserver(ModelVersusLibssl):
+    """The same programs with the Python observer (no C helper): fewer, it is the fallback."""
+
+    OBSERVER = "python"
+
+
+ModelVersusLibsslPythonObserver.TestCase.settings = settings(
+    max_examples=100,
+    stateful_step_count=32,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestModelVersusLibsslPythonObserver = ModelVersusLibsslPythonObserver.TestCase
+
 # Steps of each program run in this session, by real engine (for the check below).
 PROGRAM_LENGTHS: dict[str, list[int]] = {}
 
@@ -186,3 +215,7 @@ def check_enough_long_programs(real: str, at_least: int) -> None:
 
 def test_at_least_200_programs_of_30_steps_ran() -> None:
     check_enough_long_programs("libssl", 200)
+
+
+def test_the_python_observer_ran_programs_of_30_steps_too() -> None:
+    check_enough_long_programs("libsslpython", 50)

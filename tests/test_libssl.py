@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from leak_workload import workload
 
 from sesskit.engines import _libssl_ffi as F
+from sesskit.engines import libssl
 
 
 def _mapped_text_ranges(path: str) -> list[tuple[int, int]]:
@@ -186,9 +187,13 @@ def test_calibration_refuses_when_a_check_fails(broken: dict[str, object], words
     assert calibrate(L.lib, L.ffi, L.libc) == L.offsets  # the real library calibrates the same again
 
 
-def test_a_handshake_openssl_refuses_is_reported_with_its_reason() -> None:
+@pytest.mark.parametrize("observer", ["c", "python"])
+def test_a_handshake_openssl_refuses_is_reported_with_its_reason(
+    observer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Lab refuses this before OpenSSL sees it (test_api); the engine itself must
     # still report OpenSSL's own failure, not hang, and stay usable.
+    monkeypatch.setenv(libssl.OBSERVER_ENV, observer)
     with sesskit.Lab(engine="libssl", tls="1.2", tickets=False, explain=False) as lab:
         link = lab.connect()
         server_session = link.server.get0_session()
@@ -201,9 +206,11 @@ def test_a_handshake_openssl_refuses_is_reported_with_its_reason() -> None:
         assert not again.reused and again.client.session is not None
 
 
-def test_an_exception_in_a_c_callback_is_raised_after_the_call() -> None:
+def test_an_exception_in_a_c_callback_is_raised_after_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
     # A callback must never raise into OpenSSL: the ticket callback catches the
     # error, OpenSSL carries on, and the engine raises it once the call returns.
+    # (Python callbacks: the C helper's callbacks run no Python.)
+    monkeypatch.setenv(libssl.OBSERVER_ENV, "python")
     with sesskit.Lab(engine="libssl", tls="1.3", explain=False) as lab:
         engine: Any = lab._engine
         engine._now = "not a number"  # breaks the ticket callback's arithmetic

@@ -244,6 +244,9 @@ class ObservingEngine(Generic[S]):
         """One error code of OpenSSL's queue, in words."""
         raise NotImplementedError
 
+    def _collect(self) -> None:
+        """Adopt what callbacks announced during the call just made (the C helper's pins)."""
+
     # -- moving bytes -----------------------------------------------------------------
     def _addr(self, p: Any) -> int:
         return int(self._ffi.cast("uintptr_t", p))
@@ -281,6 +284,7 @@ class ObservingEngine(Generic[S]):
     def _call(self, ssl: ObservedSSL, fn: Any, *args: Any) -> tuple[int, int]:
         """One OpenSSL call on ``ssl``; move what it wrote; look at its session."""
         r = fn(ssl.ptr, *args)
+        self._collect()
         err = 0 if r > 0 else self._lib.SSL_get_error(ssl.ptr, r)
         self._drain(ssl)
         self._see_ssl(ssl)
@@ -390,21 +394,28 @@ class ObservingEngine(Generic[S]):
                 if lib.SSL_set_session(c.ptr, target.ptr) != 1:
                     raise SesskitError(f"SSL_set_session({c.name}, {resume}) failed: {self._errors()}")
                 self._see_ssl(c)
-            # A handshake flight is fed whole (_drain writes it straight to the peer): no
-            # session is made and dropped inside one flight, so the same sessions are seen
-            # as record by record, and the handshake costs what it costs without sesskit.
-            c_done, s_done = self._hs(c), False
-            while not (c_done and s_done):
-                moved = False
-                if s.fresh and not s_done:
-                    s_done, moved = self._hs(s), True
-                if c.fresh and not c_done:
-                    c_done, moved = self._hs(c), True
-                if not moved:
-                    raise SesskitError(self._handshake_failure(c, s))
+            self._handshake(c, s)
             reused = bool(lib.SSL_session_reused(c.ptr))
             delta = self._finish(stats=True, look_again=False)  # _hs looked after every call
             return OpResult(delta, (c.name, s.name, reused))
+
+    def _handshake(self, c: ObservedSSL, s: ObservedSSL) -> None:
+        """Both handshakes to the end, looking at each SSL after each of its calls.
+
+        A handshake flight is fed whole (:meth:`_drain` writes it straight to the
+        peer): no session is made and dropped inside one flight, so the same
+        sessions are seen as record by record, and the handshake costs what it
+        costs without sesskit.
+        """
+        c_done, s_done = self._hs(c), False
+        while not (c_done and s_done):
+            moved = False
+            if s.fresh and not s_done:
+                s_done, moved = self._hs(s), True
+            if c.fresh and not c_done:
+                c_done, moved = self._hs(c), True
+            if not moved:
+                raise SesskitError(self._handshake_failure(c, s))
 
     def _new_ssl(self, name: str, side: str) -> ObservedSSL:
         x = self._ssl_new(name, side)
@@ -421,6 +432,7 @@ class ObservingEngine(Generic[S]):
         """
         ssl.fresh = False
         r = ssl.result = self._lib.SSL_do_handshake(ssl.ptr)
+        self._collect()
         self._drain(ssl)
         self._see_ssl(ssl)
         if self._cb_error is not None:

@@ -42,6 +42,9 @@ long SSL_CTX_set_timeout(SSL_CTX *ctx, long t);
 void SSL_CTX_flush_sessions(SSL_CTX *ctx, long tm);
 int SSL_CTX_add_session(SSL_CTX *ctx, SSL_SESSION *session);
 int SSL_CTX_remove_session(SSL_CTX *ctx, SSL_SESSION *session);
+SSL_CTX *SSL_get_SSL_CTX(const SSL *ssl);
+int SSL_CTX_set_ex_data(SSL_CTX *ctx, int idx, void *data);
+void *SSL_CTX_get_ex_data(const SSL_CTX *ctx, int idx);
 void SSL_CTX_sess_set_new_cb(SSL_CTX *ctx, int (*new_session_cb)(SSL *, SSL_SESSION *));
 int SSL_CTX_set_session_ticket_cb(SSL_CTX *ctx,
     int (*gen_cb)(SSL *, void *),
@@ -76,6 +79,7 @@ int SSL_SESSION_get0_ticket_appdata(SSL_SESSION *ss, void **data, size_t *len);
 
 const BIO_METHOD *BIO_s_mem(void);
 BIO *BIO_new(const BIO_METHOD *type);
+int BIO_free(BIO *a);
 int BIO_read(BIO *b, void *data, int dlen);
 int BIO_write(BIO *b, const void *data, int dlen);
 size_t BIO_ctrl_pending(BIO *b);

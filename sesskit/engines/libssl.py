@@ -34,13 +34,15 @@ lived (see README "Time").
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
 from typing import Any
 
 from ..errors import SesskitError
 from ..trace import CacheState
 from . import _libssl_ffi as F
-from ._frame import LiveCounts, ObservedSession, ObservedSSL, ObservingEngine
+from ._frame import BUF_SIZE, SIDES, LiveCounts, ObservedSession, ObservedSSL, ObservingEngine
 from .base import LabConfig, OpResult
 
 __all__ = ["LibsslEngine", "live_objects"]
@@ -48,7 +50,79 @@ __all__ = ["LibsslEngine", "live_objects"]
 _STAT_KEYS = tuple(k for k in F.CTRL if k != "number")
 _STAT_CODES = tuple(F.CTRL[k] for k in _STAT_KEYS)
 _NUMBER = F.CTRL["number"]
+_CTRL_CODES = (*_STAT_CODES, _NUMBER)  # read in one call by the C helper
 _LIVE = LiveCounts()
+
+# -- the observation helper (sesskit/engines/_cobserve.c) ------------------------------
+# SESSKIT_OBSERVER: "auto" (default: the C helper if it was compiled), "c" (required),
+# "python" (never).  Both observe the same way and give the same numbers.
+OBSERVER_ENV = "SESSKIT_OBSERVER"
+_HELPER_FNS = (
+    "SSL_do_handshake",
+    "BIO_read",
+    "BIO_write",
+    "SSL_get_session",
+    "SSL_get_SSL_CTX",
+    "SSL_CTX_get_ex_data",
+    "SSL_CTX_ctrl",
+    "SSL_SESSION_up_ref",
+    "SSL_SESSION_get_time",
+    "SSL_SESSION_set_time",
+    "SSL_SESSION_set1_ticket_appdata",
+    "SSL_SESSION_get0_ticket_appdata",
+    "SSL_new",
+    "SSL_free",
+    "BIO_new",
+    "BIO_free",
+    "SSL_set_bio",
+    "SSL_set_connect_state",
+    "SSL_set_accept_state",
+    "SSL_set_session",
+    "SSL_session_reused",
+)
+_helper_lock = threading.Lock()
+_helper_mod: Any = None
+_helper_error: str | None = None
+
+
+def _load_helper(lib: Any) -> Any:
+    """The compiled helper, given pointers to this process's libssl functions (once); or None."""
+    global _helper_mod, _helper_error
+    with _helper_lock:
+        if _helper_mod is None and _helper_error is None:
+            try:
+                from . import _cobserve  # type: ignore[attr-defined]
+            except ImportError as exc:
+                _helper_error = f"the C observation helper was not compiled at install ({exc})"
+            else:
+                fns = _cobserve.ffi.new("sk_fns *")
+                for name in _HELPER_FNS:  # the very functions the ABI binding calls: one libssl
+                    setattr(fns, name, _cobserve.ffi.cast("void *", getattr(lib, name)))
+                _cobserve.lib.sk_init(fns)
+                _helper_mod = _cobserve
+        return _helper_mod
+
+
+def helper_status() -> str:
+    """Which observer a new libssl engine uses, and why: ``"C helper"`` or ``"Python (...)"``."""
+    choice = os.environ.get(OBSERVER_ENV, "auto").lower()
+    if choice == "python":
+        return f"Python ({OBSERVER_ENV}=python)"
+    if _load_helper(F.load().lib) is not None:
+        return "C helper"
+    return f"Python ({_helper_error})"
+
+
+def _choose_helper(lib: Any) -> Any:
+    choice = os.environ.get(OBSERVER_ENV, "auto").lower()
+    if choice not in ("auto", "c", "python"):
+        raise SesskitError(f"{OBSERVER_ENV} must be auto, c or python, not {choice!r}")
+    if choice == "python":
+        return None
+    mod = _load_helper(lib)
+    if mod is None and choice == "c":
+        raise SesskitError(f"{OBSERVER_ENV}=c, but {_helper_error}; reinstall sesskit with a C compiler")
+    return mod
 
 
 def live_objects() -> dict[str, int]:
@@ -111,9 +185,37 @@ class LibsslEngine(ObservingEngine[_Sess]):
         self._members: dict[str, set[str]] = {"client": set(), "server": set()}
         self._stats: dict[str, list[int]] = {}  # SSL_CTX_ctrl values, in _STAT_KEYS order
         self._t_void_p = self._ffi.typeof("void *")
+        self._t_sess = self._ffi.typeof("SSL_SESSION *")
+        self._C = _choose_helper(self._lib)
+        self.observer = "C helper" if self._C is not None else "Python"
+        if self._C is not None:
+            self._init_helper()
         cert, key = _make_cert()
-        self._callbacks = self._make_callbacks()
+        self._callbacks = self._make_callbacks() if self._C is None else self._helper_callbacks()
         self._open(cert, key)
+
+    def _init_helper(self) -> None:
+        cffi = self._C.ffi
+        self._st = st = cffi.new("sk_state *")
+        st.epoch = self._epoch
+        st.now = self._now
+        self._cl = cl = cffi.new("sk_link *")
+        self._cl_bufs = [cffi.new("char[]", BUF_SIZE) for _ in range(3)]  # kept alive with the link
+        cl.out[0], cl.out[1], cl.buf = self._cl_bufs
+        cl.out_cap = cl.buf_size = BUF_SIZE
+        self._ctrl_codes = cffi.new("int[]", _CTRL_CODES)
+        self._ctrl_out = cffi.new("long[]", len(_CTRL_CODES))
+
+    def _helper_callbacks(self) -> tuple[Any, Any, Any, Any]:
+        """The helper's C callbacks, typed for the ABI binding (no Python runs inside OpenSSL)."""
+        ffi, C = self._ffi, self._C
+        new = ffi.cast("int(*)(SSL *, SSL_SESSION *)", C.ffi.addressof(C.lib, "sk_new_session_cb"))
+        gen = ffi.cast("int(*)(SSL *, void *)", C.ffi.addressof(C.lib, "sk_ticket_gen_cb"))
+        dec = ffi.cast(
+            "int(*)(SSL *, SSL_SESSION *, const unsigned char *, size_t, int, void *)",
+            C.ffi.addressof(C.lib, "sk_ticket_dec_cb"),
+        )
+        return new, new, gen, dec
 
     # -- set-up ----------------------------------------------------------------
     def _make_ctx(self, side: str, cert: bytes, key: bytes) -> None:
@@ -141,9 +243,13 @@ class LibsslEngine(ObservingEngine[_Sess]):
                 raise SesskitError(f"cannot set up the server SSL_CTX: {self._errors()}")
             if not cfg.tickets:
                 lib.SSL_CTX_set_options(ctx, F.SSL_OP_NO_TICKET)
-            lib.SSL_CTX_set_session_ticket_cb(ctx, self._callbacks[2], self._callbacks[3], ffi.NULL)
+            arg = ffi.NULL if self._C is None else self._st
+            lib.SSL_CTX_set_session_ticket_cb(ctx, self._callbacks[2], self._callbacks[3], arg)
         elif cfg.client_cache:
             lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_SESS_CACHE_MODE, F.SSL_SESS_CACHE_CLIENT, ffi.NULL)
+        if self._C is not None:  # the helper's callbacks find the lab's state through the SSL_CTX
+            lib.SSL_CTX_set_ex_data(ctx, 0, self._st)
+            self._st.ctx[1 if server else 0] = ctx
         lib.SSL_CTX_sess_set_new_cb(ctx, self._callbacks[1 if server else 0])
         self._stats[side] = []
         self._ctx[side] = ctx
@@ -220,6 +326,99 @@ class LibsslEngine(ObservingEngine[_Sess]):
         self._touched[ptr] = s
         return s
 
+    def _collect(self) -> None:
+        """Adopt the observer references the helper took during the last call."""
+        st = self._st if self._C is not None else None
+        if st is None or not (st.n or st.overflow):
+            return
+        unpack, n, by_addr, touched = self._C.ffi.unpack, st.n, self._by_addr, self._touched
+        # The helper's void * pointers hash and compare by address, like the binding's own,
+        # and pass as SSL_SESSION * to it: they serve as keys and pointers alike.
+        for p, side_no in zip(unpack(st.seen, n), unpack(st.side, n), strict=True):
+            s = by_addr.get(p)
+            if s is None:
+                side = SIDES[side_no]
+                self._n["observer refs"] += 1
+                s = by_addr[p] = _Sess(p, p, side, self._view.at(p))
+                self._seen[side].append(s)
+            else:
+                self._lib.SSL_SESSION_free(p)  # pinned already: drop the helper's second reference
+            touched[p] = s
+        st.n = 0
+        if st.overflow:
+            st.overflow = 0
+            raise SesskitError("observation overflow: one call made more sessions than the helper can pin")
+
+    def connect(self, resume: str | None = None) -> OpResult:
+        """The frame's ``connect``, with the SSLs made and both handshakes run by the C helper.
+
+        The same calls in the same order as :meth:`ObservingEngine.connect`
+        (``SSL_new``, memory BIOs, ``SSL_set_session``, the handshake loop of
+        :meth:`ObservingEngine._handshake`, each SSL looked at after each of its
+        calls), with no Python between flights.
+        """
+        if self._C is None:
+            return super().connect(resume)
+        with self._lock:
+            self._links += 1
+            k = self._links
+            self._begin()
+            target = None
+            if resume is not None:
+                target = self._by_label[resume]
+                self._touched[target.addr] = target
+            cl, ffi = self._cl, self._ffi
+            ctx = self._ctx
+            rc = self._C.lib.sk_connect(
+                self._st,
+                cl,
+                ctx["client"],
+                ctx["server"],
+                self._mem,
+                ffi.NULL if target is None else target.ptr,
+            )
+            pair = []
+            for i, (name, side) in enumerate(((f"c{k}", "client"), (f"s{k}", "server"))):
+                if cl.ssl[i]:  # made: from here on the engine owns and frees it
+                    x = ObservedSSL(name, side, cl.ssl[i], cl.rbio[i], cl.wbio[i])
+                    self._n["SSL"] += 1
+                    self._ssls[name] = x
+                    pair.append(x)
+            if rc == -4:
+                raise SesskitError(f"SSL_new/BIO_new failed: {self._errors()}")
+            c, s = pair
+            c.peer, s.peer = s, c
+            self._current = pair
+            if rc == -5:
+                raise SesskitError(f"SSL_set_session({c.name}, {resume}) failed: {self._errors()}")
+            self._collect()
+            sess, out_len = cl.sess, cl.out_len
+            for i, x in enumerate(pair):
+                p = sess[i]
+                x.sess = self._by_addr[p] if p else None  # seen, so pinned, by the helper
+                self._touched_ssls[x.name] = x
+                if out_len[i]:  # not a handshake flight (a TLS 1.3 ticket): fed record by record later
+                    x.inbox += self._C.ffi.buffer(cl.out[i], out_len[i])
+            if rc != 1:
+                raise SesskitError(self._helper_failure(rc, c, s))
+            c.handshaking = s.handshaking = False
+            delta = self._finish(stats=True, look_again=False)  # the helper looked after every call
+            return OpResult(delta, (c.name, s.name, bool(cl.reused)))
+
+    def _helper_failure(self, rc: int, c: ObservedSSL, s: ObservedSSL) -> str:
+        cl = self._cl
+        for i, x in enumerate((c, s)):
+            x.result, x.handshaking, x.fresh = cl.result[i], bool(cl.handshaking[i]), bool(cl.fresh[i])
+        if rc == 0:  # stalled: a side failed, or waits for bytes that never come
+            return self._handshake_failure(c, s)
+        return f"the C observation helper failed (code {rc}) in handshake {c.name}↔{s.name}"
+
+    def advance(self, seconds: int) -> OpResult:
+        result = super().advance(seconds)
+        if self._C is not None:
+            self._st.now = self._now  # the helper's ticket callbacks read the virtual clock
+        return result
+
     def _see_ssl(self, ssl: ObservedSSL) -> None:
         self._touched_ssls[ssl.name] = ssl
         if ssl.ptr is not None:
@@ -248,9 +447,13 @@ class LibsslEngine(ObservingEngine[_Sess]):
         ctrl, null = self._lib.SSL_CTX_ctrl, self._ffi.NULL
         last_stats = self._stats[side]
         stats = last_stats
-        if read_stats or not last_stats:
-            stats = [ctrl(ctx, code, 0, null) for code in _STAT_CODES]
-        number = ctrl(ctx, _NUMBER, 0, null)
+        if self._C is not None and (read_stats or not last_stats):
+            self._C.lib.sk_ctrl_many(ctx, self._ctrl_codes, len(_CTRL_CODES), self._ctrl_out)
+            *stats, number = self._C.ffi.unpack(self._ctrl_out, len(_CTRL_CODES))
+        else:
+            if read_stats or not last_stats:
+                stats = [ctrl(ctx, code, 0, null) for code in _STAT_CODES]
+            number = ctrl(ctx, _NUMBER, 0, null)
         order = self._order[side]
         ctx_addr = self._ctx_addr[side]
         new_order = self._walk(side, ctx_addr) if full_walk else self._update_order(side, ctx_addr, number)
