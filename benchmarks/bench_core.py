@@ -179,17 +179,25 @@ def per_call(fn: Callable[[], Any], n: int, repeats: int = 5) -> float:
     return statistics.median(out)
 
 
-def _connect_pair(bare_once: Callable[[], Any], lab_once: Callable[[], Any], n: int) -> tuple[float, float]:
-    """Alternate batches of bare and sesskit handshakes; time only the handshakes themselves."""
+def _connect_pair(
+    bare_once: Callable[[], Any], lab_once: Callable[[], Any], n: int, batches: int = 15
+) -> tuple[float, float, float]:
+    """Alternate batches of bare and sesskit handshakes; time only the handshakes themselves.
+
+    Returns the median batch time of each side and the median of the ratios of
+    neighbouring batches (each pair ran back to back, so a slow spell of the
+    machine hits both sides of a ratio alike).
+    """
     tb, tl = [], []
     bare_once(), lab_once()
-    for _ in range(7):
+    for _ in range(batches):
         for fn, out in ((bare_once, tb), (lab_once, tl)):
             total = 0.0
             for _ in range(n):
                 total += fn()
             out.append(total / n)
-    return statistics.median(tb), statistics.median(tl)
+    ratios = [lab / bare for bare, lab in zip(tb, tl, strict=True)]
+    return statistics.median(tb), statistics.median(tl), statistics.median(ratios)
 
 
 def compare_connect(
@@ -206,7 +214,7 @@ def compare_connect(
     work for that step is counted too).
     """
     res: dict[str, Any] = {}
-    for tls, resume in (("1.3", False), ("1.2", True)):
+    for tls, resume in (("1.3", False), ("1.2", False), ("1.2", True)):
         bare = make_bare(tls, tickets=not resume)
         saved = bare.saved_session() if resume else None
 
@@ -243,10 +251,10 @@ def compare_connect(
                     assert lab.trace[-1].why  # the frees are explained outside the timing
                 return dt
 
-            b, m = _connect_pair(bare_once, lab_once, n)
+            b, m, ratio = _connect_pair(bare_once, lab_once, max(n // 2, 10))
             name = f"tls{tls.replace('.', '')}_{'resumption' if resume else 'full'}"
             name += {False: "" if len(explains) == 1 else "_no_model", True: "", "read": "_why_read"}[explain]
-            res[name] = {"bare_us": b * 1e6, "lab_us": m * 1e6, "ratio": m / b}
+            res[name] = {"bare_us": b * 1e6, "lab_us": m * 1e6, "ratio": ratio}
             lab.close()
         bare.close(saved)
     return res

@@ -106,8 +106,10 @@ class CacheState:
     edit: tuple[tuple[str, ...], tuple[tuple[int, str], ...]] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "members", tuple(self.members))
-        object.__setattr__(self, "stats", MappingProxyType(dict(self.stats)))
+        if type(self.members) is not tuple:
+            object.__setattr__(self, "members", tuple(self.members))
+        if type(self.stats) is not MappingProxyType:  # a read-only view is taken as it is
+            object.__setattr__(self, "stats", MappingProxyType(dict(self.stats)))
         if self.edit is not None:
             removed, inserted = self.edit
             object.__setattr__(self, "edit", (tuple(removed), tuple((int(i), str(x)) for i, x in inserted)))
@@ -359,7 +361,7 @@ class Trace:
                 members = self._members[side]
                 members.difference_update(edit[0])
                 members.update(label for _, label in edit[1])
-            elif full.members != previous.members:
+            elif full.members is not previous.members and full.members != previous.members:
                 self._members[side] = set(full.members)
         self._refs.update(changes.refs)
         self._last = None

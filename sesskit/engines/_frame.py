@@ -329,42 +329,43 @@ class ObservingEngine(Generic[S]):
             for x in self._current:
                 if not x.freed:
                     self._see_ssl(x)
+        # One pass each, with everything it needs in locals: this runs after every
+        # operation, right after OpenSSL has had the CPU (and the caches) to itself.
+        by_label, n = self._by_label, self._label_no
         for side in SIDES:  # labels: client side first, then server
             for s in self._seen[side]:
-                self._label_no += 1
-                s.label = f"S{self._label_no}"
-                self._by_label[s.label] = s
+                n += 1
+                s.label = label = f"S{n}"
+                by_label[label] = s
+        self._label_no = n
         caches: dict[str, CacheState] = {}
         for side in SIDES:
             c = self._observe_cache(side, full_walk, stats)
             if c is not None:
                 caches[side] = c
         sessions: dict[str, SessionState] = {}
+        ctx_side, resumable, by_addr = self._ctx_side, self._resumable, self._by_addr
         for s in list(self._touched.values()):
-            st = self._read(s)
+            p = s.ptr
+            if p is None:  # reported freed before
+                continue
+            v = s.view
+            refs = v.references - 1  # minus the observer reference
+            if refs <= 0:
+                st = SessionState(s.label, s.side, 0, None, False, True)
+                del by_addr[s.addr]
+                self._lib.SSL_SESSION_free(p)  # drop the observer reference: really freed now
+                self._n["observer refs"] -= 1
+                s.ptr = None
+            else:
+                owner = v.owner
+                st = SessionState(s.label, s.side, refs, ctx_side.get(owner) if owner else None, resumable(s))
             if st != s.last:
                 s.last = st
                 sessions[s.label] = st
-            if st.freed and s.ptr is not None:
-                del self._by_addr[s.addr]
-                self._lib.SSL_SESSION_free(s.ptr)  # drop the observer reference: really freed now
-                self._n["observer refs"] -= 1
-                s.ptr = None
         ssls = {n: self._ssl_state(x) for n, x in self._touched_ssls.items()}
         self._current = []
-        return Delta(sessions=sessions, ssls=ssls, caches=caches)
-
-    def _read(self, s: S) -> SessionState:
-        if s.ptr is None:
-            assert s.last is not None
-            return s.last
-        v = s.view
-        refs = v.references - 1  # minus the observer reference
-        if refs <= 0:
-            return SessionState(s.label, s.side, 0, None, False, True)
-        owner = v.owner
-        cache = self._ctx_side.get(owner) if owner else None
-        return SessionState(s.label, s.side, refs, cache, self._resumable(s))
+        return Delta(sessions, ssls, caches)
 
     def _ssl_state(self, x: ObservedSSL) -> SSLState:
         if x.freed:

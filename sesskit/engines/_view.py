@@ -45,7 +45,8 @@ class View:
                 raise CalibrationError(f"calibrated field {field} at {offset} is not aligned for its type")
         self._ffi = ffi
         self._type = ffi.typeof(f"struct {name} *")
+        self._cast = ffi._backend.cast  # FFI.cast, without its type-string parsing: runs per session
 
     def at(self, pointer: Any) -> Any:
         """The fields of the object at ``pointer`` (a cdata pointer of any FFI, or an address)."""
-        return self._ffi.cast(self._type, pointer)
+        return self._cast(self._type, pointer)

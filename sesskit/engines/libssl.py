@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import SesskitError
@@ -184,6 +185,8 @@ class LibsslEngine(ObservingEngine[_Sess]):
         self._mem = self._lib.BIO_s_mem()
         self._members: dict[str, set[str]] = {"client": set(), "server": set()}
         self._stats: dict[str, list[int]] = {}  # SSL_CTX_ctrl values, in _STAT_KEYS order
+        self._stats_view: dict[str, MappingProxyType[str, int]] = {}  # the same, as reported
+        self._members_tuple: dict[str, tuple[str, ...]] = {"client": (), "server": ()}
         self._t_void_p = self._ffi.typeof("void *")
         self._t_sess = self._ffi.typeof("SSL_SESSION *")
         self._C = _choose_helper(self._lib)
@@ -462,17 +465,21 @@ class LibsslEngine(ObservingEngine[_Sess]):
                 f"observation inconsistent: SSL_CTX_sess_number says {number} sessions in the "
                 f"{side} cache, the list sesskit follows has {len(new_order)}"
             )
-        changed = stats != last_stats or (new_order is not order and new_order != order)
-        if new_order is not order:
+        moved = new_order is not order and new_order != order
+        if not moved and stats == last_stats:
+            return None
+        if moved:
             self._order[side] = new_order
             self._members[side] = set(new_order)
-        self._stats[side] = stats
-        if not changed:
-            return None
-        return CacheState(side, number, tuple(new_order), dict(zip(_STAT_KEYS, stats, strict=True)))
+            self._members_tuple[side] = tuple(new_order)
+        if stats != last_stats:
+            self._stats[side] = stats
+            self._stats_view[side] = MappingProxyType(dict(zip(_STAT_KEYS, stats, strict=True)))
+        # unchanged parts are passed on as the very same objects: nothing is copied twice
+        return CacheState(side, number, self._members_tuple[side], self._stats_view[side])
 
     def _owned(self, s: _Sess, ctx_addr: int) -> bool:
-        return s.ptr is not None and s.view.references > 1 and s.view.owner == ctx_addr
+        return s.ptr is not None and s.view.owner == ctx_addr and s.view.references > 1
 
     def _update_order(self, side: str, ctx_addr: int, number: int) -> list[str]:
         """The cache list after this operation, re-reading only what it touched.
@@ -488,7 +495,7 @@ class LibsslEngine(ObservingEngine[_Sess]):
             if s.label:
                 if s.label in members:
                     leaving.append(s)
-                if s.ptr is not None and s.view.references > 1 and s.view.owner == ctx_addr:
+                if s.ptr is not None and s.view.owner == ctx_addr and s.view.references > 1:
                     placing.append(s)
         if not leaving and not placing and number == len(current):
             return current
