@@ -212,11 +212,12 @@ int sk_connect(sk_state *st, sk_link *L, void *cctx, void *sctx, const void *mem
     return st->overflow ? -2 : 1;
 }
 
-/* SSL_CTX_ctrl(ctx, codes[i], 0, NULL) for each code. */
-void sk_ctrl_many(void *ctx, const int *codes, int n, long *out) {
-    int i;
-    for (i = 0; i < n; i++)
-        out[i] = F.SSL_CTX_ctrl(ctx, codes[i], 0, NULL);
+/* SSL_CTX_ctrl(ctxs[j], codes[i], 0, NULL) into out[j * n + i], for each context and code. */
+void sk_ctrl_many(void *const *ctxs, int nctx, const int *codes, int n, long *out) {
+    int i, j;
+    for (j = 0; j < nctx; j++)
+        for (i = 0; i < n; i++)
+            out[j * n + i] = F.SSL_CTX_ctrl(ctxs[j], codes[i], 0, NULL);
 }
 
 /* new_session_cb: announce the session; return 0, so OpenSSL drops the reference it took for us. */

@@ -63,7 +63,7 @@ typedef struct sk_link {
 } sk_link;
 void sk_init(const sk_fns *fns);
 int sk_connect(sk_state *st, sk_link *L, void *cctx, void *sctx, const void *mem, void *resume);
-void sk_ctrl_many(void *ctx, const int *codes, int n, long *out);
+void sk_ctrl_many(void *const *ctxs, int nctx, const int *codes, int n, long *out);
 int sk_new_session_cb(void *ssl, void *sess);
 int sk_ticket_gen_cb(void *ssl, void *arg);
 int sk_ticket_dec_cb(void *ssl, void *sess, const unsigned char *keyname, size_t keyname_len, int status,

@@ -228,6 +228,15 @@ class ObservingEngine(Generic[S]):
         """Bring the cache of ``side`` up to date; return its state if it changed."""
         raise NotImplementedError
 
+    def _observe_caches(self, full_walk: bool, read_stats: bool) -> dict[str, CacheState]:
+        """Bring both caches up to date; the states of those that changed (by default, one by one)."""
+        caches: dict[str, CacheState] = {}
+        for side in SIDES:
+            c = self._observe_cache(side, full_walk, read_stats)
+            if c is not None:
+                caches[side] = c
+        return caches
+
     def _age(self, s: S, seconds: int) -> None:
         """Move the session's time ``seconds`` back (virtual time runs forward)."""
         raise NotImplementedError
@@ -338,11 +347,7 @@ class ObservingEngine(Generic[S]):
                 s.label = label = f"S{n}"
                 by_label[label] = s
         self._label_no = n
-        caches: dict[str, CacheState] = {}
-        for side in SIDES:
-            c = self._observe_cache(side, full_walk, stats)
-            if c is not None:
-                caches[side] = c
+        caches = self._observe_caches(full_walk, stats)
         sessions: dict[str, SessionState] = {}
         ctx_side, resumable, by_addr = self._ctx_side, self._resumable, self._by_addr
         for s in list(self._touched.values()):

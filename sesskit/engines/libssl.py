@@ -207,7 +207,9 @@ class LibsslEngine(ObservingEngine[_Sess]):
         cl.out[0], cl.out[1], cl.buf = self._cl_bufs
         cl.out_cap = cl.buf_size = BUF_SIZE
         self._ctrl_codes = cffi.new("int[]", _CTRL_CODES)
-        self._ctrl_out = cffi.new("long[]", len(_CTRL_CODES))
+        self._number_code = cffi.new("int[]", [_NUMBER])
+        self._ctrl_out = cffi.new("long[]", 2 * len(_CTRL_CODES))
+        self._ctrl_ctxs = cffi.new("void *[2]")  # client, server: set as they are made
 
     def _helper_callbacks(self) -> tuple[Any, Any, Any, Any]:
         """The helper's C callbacks, typed for the ABI binding (no Python runs inside OpenSSL)."""
@@ -252,7 +254,7 @@ class LibsslEngine(ObservingEngine[_Sess]):
             lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_SESS_CACHE_MODE, F.SSL_SESS_CACHE_CLIENT, ffi.NULL)
         if self._C is not None:  # the helper's callbacks find the lab's state through the SSL_CTX
             lib.SSL_CTX_set_ex_data(ctx, 0, self._st)
-            self._st.ctx[1 if server else 0] = ctx
+            self._st.ctx[1 if server else 0] = self._ctrl_ctxs[1 if server else 0] = ctx
         lib.SSL_CTX_sess_set_new_cb(ctx, self._callbacks[1 if server else 0])
         self._stats[side] = []
         self._ctx[side] = ctx
@@ -438,28 +440,56 @@ class LibsslEngine(ObservingEngine[_Sess]):
         self._lib.ERR_error_string_n(e, buf, 256)
         return self._ffi.string(buf).decode()
 
-    def _observe_cache(self, side: str, full_walk: bool, read_stats: bool) -> CacheState | None:
-        """Bring the cache's member list up to date; return its state if it changed.
+    def _observe_caches(self, full_walk: bool, read_stats: bool) -> dict[str, CacheState]:
+        """Bring both caches' member lists up to date; the states of those that changed.
 
         The statistics are re-read (``SSL_CTX_ctrl``) only when the operation can
-        have moved them (``read_stats``); the size is always read.
+        have moved them (``read_stats``); the sizes are always read.  Each touched
+        session's cache owner is read once, for both caches.
         """
-        ctx = self._ctx.get(side)
-        if ctx is None:
-            return None
-        ctrl, null = self._lib.SSL_CTX_ctrl, self._ffi.NULL
-        last_stats = self._stats[side]
-        stats = last_stats
-        if self._C is not None and (read_stats or not last_stats):
-            self._C.lib.sk_ctrl_many(ctx, self._ctrl_codes, len(_CTRL_CODES), self._ctrl_out)
-            *stats, number = self._C.ffi.unpack(self._ctrl_out, len(_CTRL_CODES))
+        if len(self._ctx) < 2:  # closing, or failed while opening
+            return {}
+        read_stats = read_stats or not self._stats["client"]
+        if self._C is not None:  # both contexts in one call
+            codes = self._ctrl_codes if read_stats else self._number_code
+            n = len(_CTRL_CODES) if read_stats else 1
+            self._C.lib.sk_ctrl_many(self._ctrl_ctxs, 2, codes, n, self._ctrl_out)
+            values = self._C.ffi.unpack(self._ctrl_out, 2 * n)
+            read = {"client": values[:n], "server": values[n:]}
         else:
-            if read_stats or not last_stats:
-                stats = [ctrl(ctx, code, 0, null) for code in _STAT_CODES]
-            number = ctrl(ctx, _NUMBER, 0, null)
+            ctrl, null, ctx = self._lib.SSL_CTX_ctrl, self._ffi.NULL, self._ctx
+            codes_py = _CTRL_CODES if read_stats else (_NUMBER,)
+            read = {side: [ctrl(ctx[side], code, 0, null) for code in codes_py] for side in SIDES}
+        placing: dict[str, list[_Sess]] = {"client": [], "server": []}
+        if not full_walk:
+            ctx_side = self._ctx_side
+            for s in self._touched.values():
+                if s.label and s.ptr is not None:
+                    owner = s.view.owner
+                    if owner and s.view.references > 1:
+                        side = ctx_side.get(owner)
+                        if side is not None:
+                            placing[side].append(s)
+        caches: dict[str, CacheState] = {}
+        for side in SIDES:
+            *stats, number = read[side]
+            c = self._cache_state(side, full_walk, stats if read_stats else None, number, placing[side])
+            if c is not None:
+                caches[side] = c
+        return caches
+
+    def _cache_state(
+        self, side: str, full_walk: bool, stats: list[int] | None, number: int, placing: list[_Sess]
+    ) -> CacheState | None:
+        """One cache after the operation (``stats`` None: not re-read); None if nothing changed."""
+        last_stats = self._stats[side]
+        if stats is None:
+            stats = last_stats
         order = self._order[side]
         ctx_addr = self._ctx_addr[side]
-        new_order = self._walk(side, ctx_addr) if full_walk else self._update_order(side, ctx_addr, number)
+        new_order = (
+            self._walk(side, ctx_addr) if full_walk else self._update_order(side, ctx_addr, number, placing)
+        )
         if len(new_order) != number:
             raise SesskitError(
                 f"observation inconsistent: SSL_CTX_sess_number says {number} sessions in the "
@@ -481,22 +511,16 @@ class LibsslEngine(ObservingEngine[_Sess]):
     def _owned(self, s: _Sess, ctx_addr: int) -> bool:
         return s.ptr is not None and s.view.owner == ctx_addr and s.view.references > 1
 
-    def _update_order(self, side: str, ctx_addr: int, number: int) -> list[str]:
+    def _update_order(self, side: str, ctx_addr: int, number: int, placing: list[_Sess]) -> list[str]:
         """The cache list after this operation, re-reading only what it touched.
 
-        Returns the very same list object when nothing changed (no copy: the cost
-        of an operation that leaves the cache alone does not grow with the cache).
+        ``placing``: the touched sessions this cache holds now.  Returns the very
+        same list object when nothing changed (no copy: the cost of an operation
+        that leaves the cache alone does not grow with the cache).
         """
         current = self._order[side]
         members = self._members[side]
-        leaving: list[_Sess] = []
-        placing: list[_Sess] = []
-        for s in self._touched.values():
-            if s.label:
-                if s.label in members:
-                    leaving.append(s)
-                if s.ptr is not None and s.view.owner == ctx_addr and s.view.references > 1:
-                    placing.append(s)
+        leaving = [s for s in self._touched.values() if s.label in members] if members else []
         if not leaving and not placing and number == len(current):
             return current
         order = list(current)
