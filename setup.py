@@ -2,7 +2,7 @@
 
 ``sesskit.engines._cobserve`` is compiled when a C compiler is present; if the
 build fails, the install still succeeds and the libssl engine observes in
-Python (slower, same numbers).  See DESIGN.md, "The observation helper".
+Python (slower, same numbers).  See README.md, "How the numbers are read".
 """
 
 import importlib.util

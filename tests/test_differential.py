@@ -175,15 +175,19 @@ class ModelVersusLibssl(RuleBasedStateMachine):
         assert same and a.refs == b.refs, "model and libssl disagree:\n" + describe_difference(a, b)
 
 
-# Hypothesis draws programs of up to stateful_step_count steps, some shorter: 300
-# examples of up to 32 steps give well over 200 programs of 30 steps or more (checked
-# by the test after it).
-ModelVersusLibssl.TestCase.settings = settings(
-    max_examples=300,
-    stateful_step_count=32,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+def programs(n: int) -> settings:
+    """``n`` Hypothesis programs of up to 32 steps (some shorter), no deadline."""
+    return settings(
+        max_examples=n,
+        stateful_step_count=32,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+
+# 300 programs of up to 32 steps give well over 200 of 30 steps or more (checked by the
+# test after them).
+ModelVersusLibssl.TestCase.settings = programs(300)
 TestModelVersusLibssl = ModelVersusLibssl.TestCase
 
 
@@ -193,12 +197,7 @@ class ModelVersusLibsslPythonObserver(ModelVersusLibssl):
     OBSERVER = "python"
 
 
-ModelVersusLibsslPythonObserver.TestCase.settings = settings(
-    max_examples=100,
-    stateful_step_count=32,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+ModelVersusLibsslPythonObserver.TestCase.settings = programs(100)
 TestModelVersusLibsslPythonObserver = ModelVersusLibsslPythonObserver.TestCase
 
 # Steps of each program run in this session, by real engine (for the check below).

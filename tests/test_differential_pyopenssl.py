@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 import test_differential as base
 from conftest import engine_unavailable
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
@@ -40,12 +39,7 @@ class ModelVersusPyOpenSSL(base.ModelVersusLibssl):
 
 # As tests/test_differential.py: 300 programs of up to 32 steps (well over 100 of 30 or more);
 # about 15 s here.
-ModelVersusPyOpenSSL.TestCase.settings = settings(
-    max_examples=300,
-    stateful_step_count=32,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+ModelVersusPyOpenSSL.TestCase.settings = base.programs(300)
 TestModelVersusPyOpenSSL = ModelVersusPyOpenSSL.TestCase
 
 
