@@ -438,7 +438,6 @@ class ObservingEngine(Generic[S]):
         """
         ssl.fresh = False
         r = ssl.result = self._lib.SSL_do_handshake(ssl.ptr)
-        self._collect()
         self._drain(ssl)
         self._see_ssl(ssl)
         if self._cb_error is not None:

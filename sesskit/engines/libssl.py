@@ -23,6 +23,14 @@ Observation (DESIGN.md, "How the real engines observe"):
   adds and server tickets; no remove callback is ever set (it would make a
   TLS 1.3 server cache stateless tickets).
 
+The observation helper (``_cobserve.c``, compiled at install when a C compiler
+is there): ``connect`` -- the two SSLs, their BIOs, both handshakes flight by
+flight with a look after each call -- and the three callbacks run in C, with
+no Python between flights or inside OpenSSL.  It calls the functions of this
+same binding through pointers (one libssl) and does exactly what the Python
+path does; Python adopts its pins afterwards (:meth:`LibsslEngine._collect`).
+Without it (or with ``SESSKIT_OBSERVER=python``) the Python path runs.
+
 Virtual time: the engine freezes OpenSSL's view of "now" at the lab's start
 ``E``: any session stamped later is restamped to ``E`` when seen, and
 ``advance(d)`` moves every live session's time back by ``d``.  Stateless
@@ -188,7 +196,6 @@ class LibsslEngine(ObservingEngine[_Sess]):
         self._stats_view: dict[str, MappingProxyType[str, int]] = {}  # the same, as reported
         self._members_tuple: dict[str, tuple[str, ...]] = {"client": (), "server": ()}
         self._t_void_p = self._ffi.typeof("void *")
-        self._t_sess = self._ffi.typeof("SSL_SESSION *")
         self._C = _choose_helper(self._lib)
         self.observer = "C helper" if self._C is not None else "Python"
         if self._C is not None:
