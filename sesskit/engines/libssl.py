@@ -480,6 +480,10 @@ class LibsslEngine(ObservingEngine[_Sess]):
         caches: dict[str, CacheState] = {}
         for side in SIDES:
             *stats, number = read[side]
+            if not (read_stats or full_walk or placing[side]) and number == len(self._order[side]):
+                members = self._members[side]
+                if not members or not any(s.label in members for s in self._touched.values()):
+                    continue  # the same size, nothing of it touched, statistics not moved: unchanged
             c = self._cache_state(side, full_walk, stats if read_stats else None, number, placing[side])
             if c is not None:
                 caches[side] = c
