@@ -260,6 +260,59 @@ def compare_connect(
     return res
 
 
+def connect_parts(n: int) -> dict[str, Any]:
+    """Where ``Lab.connect``'s time goes (TLS 1.3 full), each against the bare loop in the same run.
+
+    ``helper_alone``: the C helper's handshake (SSLs, flights, callbacks, pins) with none of the
+    Python around it.  ``bare_after_python``: the bare loop's handshake when a model-engine connect
+    and two frees ran (untimed) since the last one: what Python between handshakes costs OpenSSL.
+    """
+    from sesskit.engines import libssl
+
+    bare = BareLoop("1.3")
+
+    def bare_once() -> float:
+        t = time.perf_counter()
+        c, s = bare.handshake()
+        dt = time.perf_counter() - t
+        bare.close_pair(c, s, clean=False)
+        return dt
+
+    out: dict[str, Any] = {}
+    if libssl.helper_status() == "C helper":
+        lab = sesskit.Lab(engine="libssl", tls="1.3", explain=False)
+        eng: Any = lab._engine
+        lib, st, cl, ctx = eng._lib, eng._st, eng._cl, eng._ctx
+
+        def helper_once() -> float:
+            t = time.perf_counter()
+            rc = eng._C.lib.sk_connect(st, cl, ctx["client"], ctx["server"], eng._mem, eng._ffi.NULL)
+            dt = time.perf_counter() - t
+            assert rc == 1
+            for p in eng._C.ffi.unpack(st.seen, st.n):  # drop the helper's pins, free both SSLs
+                lib.SSL_SESSION_free(p)
+            st.n = 0
+            lib.SSL_free(cl.ssl[0])
+            lib.SSL_free(cl.ssl[1])
+            return dt
+
+        b, h, r = _connect_pair(bare_once, helper_once, max(n // 2, 10))
+        out["helper_alone"] = {"bare_us": b * 1e6, "lab_us": h * 1e6, "ratio": r}
+        lab.close()
+    model = sesskit.Lab(engine="model", tls="1.3", explain=False)
+
+    def bare_after_python() -> float:
+        link = model.connect()
+        link.client.free()
+        link.server.free()
+        return bare_once()
+
+    b, p, r = _connect_pair(bare_once, bare_after_python, max(n // 2, 10))
+    out["bare_after_python"] = {"bare_us": b * 1e6, "lab_us": p * 1e6, "ratio": r}
+    bare.close()
+    return out
+
+
 def _interleave(a: Callable[[], Any], b: Callable[[], Any], n: int) -> tuple[float, float]:
     """Alternate batches of a and b so that machine noise hits both alike."""
     ta, tb = [], []
@@ -309,6 +362,7 @@ def main() -> None:
         "openssl": F.load().version,
         "connect": compare_connect(BareLoop, "libssl", n, (False, True, "read")),
         "connect_pyopenssl": compare_connect(BarePyOpenSSL, "pyopenssl", n, (False,)),
+        "connect_parts": connect_parts(n),
         "observation": bench_observation(sizes, n * 5),
     }
     print(f"{'measure':40} {'bare':>10} {'sesskit':>10} {'ratio':>7}")
@@ -316,6 +370,8 @@ def main() -> None:
         print(f"connect {k:32} {v['bare_us']:9.0f}µs {v['lab_us']:9.0f}µs {v['ratio']:6.2f}x")
     for k, v in res["connect_pyopenssl"].items():
         print(f"pyopenssl connect {k:22} {v['bare_us']:9.0f}µs {v['lab_us']:9.0f}µs {v['ratio']:6.2f}x")
+    for k, v in res["connect_parts"].items():
+        print(f"connect part: {k:29} {v['bare_us']:9.0f}µs {v['lab_us']:9.0f}µs {v['ratio']:6.2f}x")
     for k, v in res["observation"].items():
         print(f"observed step, {k:>6} live sessions{'':10} {v['step_us']:9.1f}µs {v['vs_smallest']:6.2f}x")
     if args.json:

@@ -75,6 +75,13 @@ def rows(core: dict[str, Any], mem: dict[str, Any], see: dict[str, Any]) -> list
                 v["ratio"] <= 1.15,
             )
         )
+    parts = {
+        "helper_alone": "connect part: the C helper's handshake alone vs bare cffi",
+        "bare_after_python": "connect part: bare handshake after Python work vs bare",
+    }
+    for name, v in core.get("connect_parts", {}).items():
+        figure = f"{v['lab_us']:.0f} µs vs {v['bare_us']:.0f} µs = {v['ratio']:.2f}x"
+        out.append((parts[name], figure, "reported", True))
     obs = core["observation"]
     big = max(obs, key=int)
     out.append(
