@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "TRACE_FORMAT",
@@ -46,8 +46,7 @@ _CHECKPOINT_EVERY = 64
 _EDIT_ABOVE = 16  # caches with more members than this are stored as edits
 
 
-@dataclass(frozen=True, slots=True)
-class SessionState:
+class SessionState(NamedTuple):
     """One SSL_SESSION as seen at a step.
 
     ``refcount`` excludes sesskit's own observer reference.  A freed session
@@ -62,8 +61,7 @@ class SessionState:
     freed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class SSLState:
+class SSLState(NamedTuple):
     """One SSL object: which session it points at (``s->session``), if any."""
 
     name: str
@@ -74,8 +72,7 @@ class SSLState:
     cleared: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class RefState:
+class RefState(NamedTuple):
     """A pointer the user holds: ``get0`` (borrowed) or ``get1`` (owns +1)."""
 
     id: int
@@ -163,13 +160,13 @@ class Delta:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
         if self.sessions:
-            d["sessions"] = {k: _compact(asdict(v)) for k, v in self.sessions.items()}
+            d["sessions"] = {k: _compact(v._asdict()) for k, v in self.sessions.items()}
         if self.ssls:
-            d["ssls"] = {k: _compact(asdict(v)) for k, v in self.ssls.items()}
+            d["ssls"] = {k: _compact(v._asdict()) for k, v in self.ssls.items()}
         if self.caches:
             d["caches"] = {k: _cache_dict(v) for k, v in self.caches.items()}
         if self.refs:
-            d["refs"] = {str(k): _compact(asdict(v)) for k, v in self.refs.items()}
+            d["refs"] = {str(k): _compact(v._asdict()) for k, v in self.refs.items()}
         if self.time is not None:
             d["time"] = self.time
         return d
