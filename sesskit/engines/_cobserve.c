@@ -15,6 +15,12 @@
  * session the first time it is seen within one call, and the same restamping
  * of a session's time to the lab's frozen "now".  Python adopts the references
  * (sk_state.seen) after the call and drops any it already held.
+ *
+ * After a connect that succeeded it also reads what Python would read next
+ * (read_step): each pinned session's references and cache owner, at the
+ * offsets the engine's probe calibrated and passed in, whether it is
+ * resumable, and both contexts' statistics -- so that the step is recorded
+ * from values read in the same instant, with no further call into OpenSSL.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -117,11 +123,27 @@ static int new_ssl(sk_link *L, int i, void *ctx, const void *mem) {
     return 1;
 }
 
-/* A new client SSL on cctx and server SSL on sctx over memory BIOs (ssl[], rbio[], wbio[]); with
- * resume, SSL_set_session(client, resume); then both handshakes to the end.
- * 1: done; 0: stalled (see result[]); -1: out[] full; -2: too many sessions; -3: sk_init not called;
- * -4: SSL_new/BIO_new failed (ssl[] holds what was made); -5: SSL_set_session failed. */
-int sk_connect(sk_state *st, sk_link *L, void *cctx, void *sctx, const void *mem, void *resume) {
+/* What Python reads after a call, read here in one pass: each pinned session's references, cache
+ * owner and resumability (at the offsets the probe calibrated), and both contexts' statistics. */
+static void read_step(sk_state *st) {
+    int j, i;
+    for (j = 0; j < st->n; j++) {
+        const char *p = (const char *)st->seen[j];
+        int *info = st->info + 4 * j;
+        void *owner;
+        memcpy(&info[1], p + st->off_refs, sizeof info[1]);
+        memcpy(&owner, p + st->off_owner, sizeof owner);
+        info[0] = st->side[j];
+        info[2] = owner == NULL ? -1 : owner == st->ctx[0] ? 0 : owner == st->ctx[1] ? 1 : 2;
+        info[3] = F.SSL_SESSION_is_resumable(st->seen[j]);
+    }
+    for (j = 0; j < 2; j++)
+        for (i = 0; i < st->ncodes; i++)
+            st->ctrl[j * st->ncodes + i] = F.SSL_CTX_ctrl(st->ctx[j], st->codes[i], 0, NULL);
+}
+
+/* sk_connect's work; sk_connect then lists what was made, whatever this returned. */
+static int run_connect(sk_state *st, sk_link *L, void *cctx, void *sctx, const void *mem, void *resume) {
     int c_done = 0, s_done = 0, moved, i;
     for (i = 0; i < 2; i++) {
         L->ssl[i] = L->rbio[i] = L->wbio[i] = L->sess[i] = NULL;
@@ -159,7 +181,28 @@ int sk_connect(sk_state *st, sk_link *L, void *cctx, void *sctx, const void *mem
             return 0;
     }
     L->reused = F.SSL_session_reused(L->ssl[0]);
-    return st->overflow ? -2 : 1;
+    if (st->overflow)
+        return -2;
+    read_step(st);
+    for (i = 0; i < 2; i++)
+        L->shutdown[i] = F.SSL_get_shutdown(L->ssl[i]);
+    return 1;
+}
+
+/* A new client SSL on cctx and server SSL on sctx over memory BIOs (ssl[], rbio[], wbio[]); with
+ * resume, SSL_set_session(client, resume); then both handshakes to the end, and (on success)
+ * read_step and each SSL's shutdown flags.  Whatever it returns, made[] then lists what it made.
+ * 1: done; 0: stalled (see result[]); -1: out[] full; -2: too many sessions; -3: sk_init not called;
+ * -4: SSL_new/BIO_new failed (ssl[] holds what was made); -5: SSL_set_session failed. */
+int sk_connect(sk_state *st, sk_link *L, void *cctx, void *sctx, const void *mem, void *resume) {
+    int rc = run_connect(st, L, cctx, sctx, mem, resume), i;
+    for (i = 0; i < 2; i++) {
+        L->made[i] = L->ssl[i];
+        L->made[2 + i] = L->rbio[i];
+        L->made[4 + i] = L->wbio[i];
+        L->made[6 + i] = L->sess[i];
+    }
+    return rc;
 }
 
 /* SSL_CTX_ctrl(ctxs[j], codes[i], 0, NULL) into out[j * n + i], for each context and code. */

@@ -2,6 +2,7 @@
  * cffi cdef and _cobserve.c includes it, so it holds only what cffi's cdef parser accepts: no
  * includes, no include guard, integer #defines only. */
 #define SK_MAX_SEEN 256
+#define SK_MAX_CODES 16
 
 typedef struct sk_fns {
     int (*SSL_do_handshake)(void *);
@@ -25,6 +26,8 @@ typedef struct sk_fns {
     void (*SSL_set_accept_state)(void *);
     int (*SSL_set_session)(void *, void *);
     int (*SSL_session_reused)(const void *);
+    int (*SSL_SESSION_is_resumable)(const void *);
+    int (*SSL_get_shutdown)(const void *);
 } sk_fns;
 
 typedef struct sk_state {
@@ -35,6 +38,16 @@ typedef struct sk_state {
     int overflow;           /* a session could not be pinned: Python raises */
     void *seen[SK_MAX_SEEN];
     int side[SK_MAX_SEEN];  /* 0 client, 1 server */
+    /* Read by sk_connect after a handshake that succeeded, before it returns: */
+    int off_refs;           /* calibrated offsets (the engine's probe) of SSL_SESSION.references */
+    int off_owner;          /* ... and of its cache owner (the SSL_CTX whose cache holds it) */
+    int ncodes;             /* SSL_CTX_ctrl codes read from each context: the statistics, then the size */
+    int codes[SK_MAX_CODES];
+    /* for seen[j], at info[4 * j] on: its side (as side[j]); its references, observer references
+     * included; the cache holding it (-1 none, 0 the client's, 1 the server's, 2 another
+     * context's); SSL_SESSION_is_resumable */
+    int info[4 * SK_MAX_SEEN];
+    long ctrl[2 * SK_MAX_CODES]; /* client's values, then server's */
 } sk_state;
 
 typedef struct sk_link {
@@ -51,6 +64,10 @@ typedef struct sk_link {
     char *buf;
     int buf_size;
     int reused;             /* SSL_session_reused(client) after the handshake */
+    /* When sk_connect returns, for Python to read in one go: ssl[0..1], rbio[0..1], wbio[0..1],
+     * sess[0..1]; and after a handshake that succeeded, SSL_get_shutdown of each SSL. */
+    void *made[8];
+    int shutdown[2];
 } sk_link;
 
 void sk_init(const sk_fns *fns);

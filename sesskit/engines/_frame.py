@@ -349,28 +349,36 @@ class ObservingEngine(Generic[S]):
         self._label_no = n
         caches = self._observe_caches(full_walk, stats)
         sessions: dict[str, SessionState] = {}
-        ctx_side, resumable, by_addr = self._ctx_side, self._resumable, self._by_addr
+        read = self._read_session
         for s in list(self._touched.values()):
-            p = s.ptr
-            if p is None:  # reported freed before
+            if s.ptr is None:  # reported freed before
                 continue
-            v = s.view
-            refs = v.references - 1  # minus the observer reference
-            if refs <= 0:
-                st = SessionState(s.label, s.side, 0, None, False, True)
-                del by_addr[s.addr]
-                self._lib.SSL_SESSION_free(p)  # drop the observer reference: really freed now
-                self._n["observer refs"] -= 1
-                s.ptr = None
-            else:
-                owner = v.owner
-                st = SessionState(s.label, s.side, refs, ctx_side.get(owner) if owner else None, resumable(s))
+            st = read(s)
             if st != s.last:
                 s.last = st
                 sessions[s.label] = st
         ssls = {n: self._ssl_state(x) for n, x in self._touched_ssls.items()}
         self._current = []
         return Delta(sessions, ssls, caches)
+
+    def _read_session(self, s: S) -> SessionState:
+        """A pinned session as it is now (released if only sesskit still holds it)."""
+        v = s.view
+        refs = v.references - 1  # minus the observer reference
+        if refs <= 0:
+            return self._release(s)
+        owner = v.owner
+        return SessionState(
+            s.label, s.side, refs, self._ctx_side.get(owner) if owner else None, self._resumable(s)
+        )
+
+    def _release(self, s: S) -> SessionState:
+        """Drop the observer reference of a session nobody else holds: OpenSSL frees it now."""
+        del self._by_addr[s.addr]
+        self._lib.SSL_SESSION_free(s.ptr)
+        self._n["observer refs"] -= 1
+        s.ptr = None
+        return SessionState(s.label, s.side, 0, None, False, True)
 
     def _ssl_state(self, x: ObservedSSL) -> SSLState:
         if x.freed:

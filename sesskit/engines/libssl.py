@@ -49,9 +49,17 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import SesskitError
-from ..trace import CacheState
+from ..trace import CacheState, Delta, SessionState, SSLState
 from . import _libssl_ffi as F
-from ._frame import BUF_SIZE, SIDES, LiveCounts, ObservedSession, ObservedSSL, ObservingEngine
+from ._frame import (
+    BUF_SIZE,
+    SIDES,
+    SSL_SENT_SHUTDOWN,
+    LiveCounts,
+    ObservedSession,
+    ObservedSSL,
+    ObservingEngine,
+)
 from .base import LabConfig, OpResult
 
 __all__ = ["LibsslEngine", "live_objects"]
@@ -66,29 +74,6 @@ _LIVE = LiveCounts()
 # SESSKIT_OBSERVER: "auto" (default: the C helper if it was compiled), "c" (required),
 # "python" (never).  Both observe the same way and give the same numbers.
 OBSERVER_ENV = "SESSKIT_OBSERVER"
-_HELPER_FNS = (
-    "SSL_do_handshake",
-    "BIO_read",
-    "BIO_write",
-    "SSL_get_session",
-    "SSL_get_SSL_CTX",
-    "SSL_CTX_get_ex_data",
-    "SSL_CTX_ctrl",
-    "SSL_SESSION_up_ref",
-    "SSL_SESSION_get_time",
-    "SSL_SESSION_set_time",
-    "SSL_SESSION_set1_ticket_appdata",
-    "SSL_SESSION_get0_ticket_appdata",
-    "SSL_new",
-    "SSL_free",
-    "BIO_new",
-    "BIO_free",
-    "SSL_set_bio",
-    "SSL_set_connect_state",
-    "SSL_set_accept_state",
-    "SSL_set_session",
-    "SSL_session_reused",
-)
 _helper_lock = threading.Lock()
 _helper_mod: Any = None
 _helper_error: str | None = None
@@ -105,7 +90,8 @@ def _load_helper(lib: Any) -> Any:
                 _helper_error = f"the C observation helper was not compiled at install ({exc})"
             else:
                 fns = _cobserve.ffi.new("sk_fns *")
-                for name in _HELPER_FNS:  # the very functions the ABI binding calls: one libssl
+                # every field: the very function the ABI binding calls (one libssl), never NULL
+                for name, _ in _cobserve.ffi.typeof("sk_fns").fields:
                     setattr(fns, name, _cobserve.ffi.cast("void *", getattr(lib, name)))
                 _cobserve.lib.sk_init(fns)
                 _helper_mod = _cobserve
@@ -217,6 +203,10 @@ class LibsslEngine(ObservingEngine[_Sess]):
         self._number_code = cffi.new("int[]", [_NUMBER])
         self._ctrl_out = cffi.new("long[]", 2 * len(_CTRL_CODES))
         self._ctrl_ctxs = cffi.new("void *[2]")  # client, server: set as they are made
+        offsets = self._L.offsets  # what the helper reads after a connect (read_step)
+        st.off_refs, st.off_owner = offsets.references, offsets.owner
+        st.ncodes = len(_CTRL_CODES)
+        st.codes[0 : len(_CTRL_CODES)] = _CTRL_CODES
 
     def _helper_callbacks(self) -> tuple[Any, Any, Any, Any]:
         """The helper's C callbacks, typed for the ABI binding (no Python runs inside OpenSSL)."""
@@ -362,14 +352,17 @@ class LibsslEngine(ObservingEngine[_Sess]):
             raise SesskitError("observation overflow: one call made more sessions than the helper can pin")
 
     def connect(self, resume: str | None = None) -> OpResult:
-        """The frame's ``connect``, with the SSLs made and both handshakes run by the C helper.
+        """The frame's ``connect``, with the SSLs made, both handshakes run and the step read by the C helper.
 
         The same calls in the same order as :meth:`ObservingEngine.connect`
         (``SSL_new``, memory BIOs, ``SSL_set_session``, the handshake loop of
         :meth:`ObservingEngine._handshake`, each SSL looked at after each of its
-        calls), with no Python between flights.
+        calls), with no Python between flights; then the helper reads what
+        :meth:`_finish` would read (``read_step``), and :meth:`_connected`
+        turns it into the step.
         """
-        if self._C is None:
+        C = self._C
+        if C is None:
             return super().connect(resume)
         with self._lock:
             self._links += 1
@@ -379,43 +372,133 @@ class LibsslEngine(ObservingEngine[_Sess]):
             if resume is not None:
                 target = self._by_label[resume]
                 self._touched[target.addr] = target
-            cl, ffi = self._cl, self._ffi
-            ctx = self._ctx
-            rc = self._C.lib.sk_connect(
-                self._st,
-                cl,
-                ctx["client"],
-                ctx["server"],
-                self._mem,
-                ffi.NULL if target is None else target.ptr,
-            )
-            pair = []
-            for i, (name, side) in enumerate(((f"c{k}", "client"), (f"s{k}", "server"))):
-                if cl.ssl[i]:  # made: from here on the engine owns and frees it
-                    x = ObservedSSL(name, side, cl.ssl[i], cl.rbio[i], cl.wbio[i])
-                    self._n["SSL"] += 1
-                    self._ssls[name] = x
-                    pair.append(x)
-            if rc == -4:
-                raise SesskitError(f"SSL_new/BIO_new failed: {self._errors()}")
-            c, s = pair
-            c.peer, s.peer = s, c
-            self._current = pair
-            if rc == -5:
-                raise SesskitError(f"SSL_set_session({c.name}, {resume}) failed: {self._errors()}")
-            self._collect()
-            sess, out_len = cl.sess, cl.out_len
-            for i, x in enumerate(pair):
-                p = sess[i]
-                x.sess = self._by_addr[p] if p else None  # seen, so pinned, by the helper
-                self._touched_ssls[x.name] = x
-                if out_len[i]:  # not a handshake flight (a TLS 1.3 ticket): fed record by record later
-                    x.inbox += self._C.ffi.buffer(cl.out[i], out_len[i])
+            cl, ctx = self._cl, self._ctx
+            args = ctx["client"], ctx["server"], self._mem, self._ffi.NULL if target is None else target.ptr
+            rc = C.lib.sk_connect(self._st, cl, *args)
+            made = C.ffi.unpack(cl.made, 8)  # ssl, rbio, wbio, session: the client's, then the server's
             if rc != 1:
-                raise SesskitError(self._helper_failure(rc, c, s))
+                self._connect_failed(rc, k, made, resume)
+            c = ObservedSSL(f"c{k}", "client", made[0], made[2], made[4])
+            s = ObservedSSL(f"s{k}", "server", made[1], made[3], made[5])
+            c.peer, s.peer = s, c
             c.handshaking = s.handshaking = False
-            delta = self._finish(stats=True, look_again=False)  # the helper looked after every call
-            return OpResult(delta, (c.name, s.name, bool(cl.reused)))
+            self._ssls[c.name] = c
+            self._ssls[s.name] = s
+            self._n["SSL"] += 2
+            out_len = cl.out_len
+            for i, x in enumerate((c, s)):
+                if out_len[i]:  # not a handshake flight (a TLS 1.3 ticket): fed record by record later
+                    x.inbox += C.ffi.buffer(cl.out[i], out_len[i])
+            return OpResult(self._connected(c, s, made[6], made[7]), (c.name, s.name, bool(cl.reused)))
+
+    def _connect_failed(self, rc: int, k: int, made: list[Any], resume: str | None) -> None:
+        """The helper's connect did not finish: own what it made, adopt its pins, say why."""
+        pair = []
+        for i, (name, side) in enumerate(((f"c{k}", "client"), (f"s{k}", "server"))):
+            if made[i]:  # made: from here on the engine owns and frees it
+                x = ObservedSSL(name, side, made[i], made[2 + i], made[4 + i])
+                self._n["SSL"] += 1
+                self._ssls[name] = x
+                pair.append(x)
+        if rc == -4:
+            raise SesskitError(f"SSL_new/BIO_new failed: {self._errors()}")
+        c, s = pair
+        c.peer, s.peer = s, c
+        self._current = pair
+        if rc == -5:
+            raise SesskitError(f"SSL_set_session({c.name}, {resume}) failed: {self._errors()}")
+        self._collect()
+        for i, x in enumerate(pair):
+            p = made[6 + i]
+            x.sess = self._by_addr[p] if p else None
+        raise SesskitError(self._helper_failure(rc, c, s))
+
+    def _connected(self, c: ObservedSSL, s: ObservedSSL, c_sess: Any, s_sess: Any) -> Delta:
+        """The step of a connect the helper ran and read: :meth:`_collect` and :meth:`_finish` in one.
+
+        The same steps -- adopt the pins, label the new sessions (client side
+        first), follow the caches, report the touched sessions and both SSLs --
+        on the values the helper read right after the handshake.  A session the
+        cache walk touches besides them (evicted) is read here, as
+        :meth:`_finish` does.
+        """
+        st, unpack = self._st, self._C.ffi.unpack
+        n = st.n
+        seen, info = unpack(st.seen, n), unpack(st.info, 4 * n)
+        st.n = 0
+        by_addr, touched = self._by_addr, self._touched
+        new: tuple[list[_Sess], list[_Sess]] = ([], [])
+        read: dict[
+            Any, tuple[int, int, int]
+        ] = {}  # pointer -> references besides sesskit's, cache, resumable
+        placing: tuple[list[_Sess], list[_Sess], list[_Sess]] = ([], [], [])
+        for j, p in enumerate(seen):
+            side_no, refs, owner, resumable = info[4 * j : 4 * j + 4]
+            x = by_addr.get(p)
+            if x is None:
+                x = by_addr[p] = _Sess(p, p, SIDES[side_no], self._view.at(p))
+                new[side_no].append(x)
+                refs -= 1  # the observer reference
+            else:
+                self._lib.SSL_SESSION_free(p)  # pinned already: drop the helper's second reference
+                refs -= 2  # the helper read the references before that
+            touched[p] = x
+            read[p] = (refs, owner, resumable)
+            if refs > 0 and owner >= 0:
+                placing[owner].append(x)
+        self._n["observer refs"] += len(new[0]) + len(new[1])
+        label_no, by_label = self._label_no, self._by_label
+        for x in (*new[0], *new[1]):  # labels: client side first, then server
+            label_no += 1
+            x.label = label = f"S{label_no}"
+            by_label[label] = x
+        self._label_no = label_no
+        c.sess = by_addr[c_sess] if c_sess else None  # seen, so pinned, by the helper
+        s.sess = by_addr[s_sess] if s_sess else None
+        caches = self._connected_caches(placing)
+        sessions: dict[str, SessionState] = {}
+        for p, x in list(touched.items()):
+            if x.ptr is None:  # reported freed before
+                continue
+            got = read.get(p)
+            if got is None:  # evicted: touched by the cache walk
+                state = self._read_session(x)
+            elif got[0] <= 0:
+                state = self._release(x)
+            else:
+                cache = SIDES[got[1]] if 0 <= got[1] < 2 else None
+                state = SessionState(x.label, x.side, got[0], cache, bool(got[2]))
+            if state != x.last:
+                x.last = state
+                sessions[x.label] = state
+        shutdown = self._cl.shutdown  # read by the helper after the handshake
+        ssls = {}
+        for i, ssl in enumerate((c, s)):
+            on = None if ssl.sess is None else ssl.sess.label
+            ssls[ssl.name] = SSLState(ssl.name, ssl.side, on, False, bool(shutdown[i] & SSL_SENT_SHUTDOWN))
+        return Delta(sessions, ssls, caches)
+
+    def _connected_caches(self, placing: tuple[list[_Sess], ...]) -> dict[str, CacheState]:
+        """Both caches after a connect, from the statistics and sizes the helper read."""
+        k = len(_CTRL_CODES)
+        ctrl = self._C.ffi.unpack(self._st.ctrl, 2 * k)
+        caches: dict[str, CacheState] = {}
+        for i, side in enumerate(SIDES):
+            stats, number = ctrl[i * k : (i + 1) * k - 1], ctrl[(i + 1) * k - 1]
+            members = self._members[side]
+            if (
+                placing[i]
+                or number != len(self._order[side])
+                or (members and any(s.label in members for s in self._touched.values()))
+            ):
+                c = self._cache_state(side, False, stats, number, placing[i])
+                if c is not None:
+                    caches[side] = c
+            elif stats != self._stats[side]:  # the same list: only the statistics moved
+                self._stats[side] = stats
+                view = self._stats_view[side] = MappingProxyType(dict(zip(_STAT_KEYS, stats, strict=True)))
+                caches[side] = CacheState(side, number, self._members_tuple[side], view)
+        return caches
 
     def _helper_failure(self, rc: int, c: ObservedSSL, s: ObservedSSL) -> str:
         cl = self._cl
