@@ -65,3 +65,53 @@ def test_requiring_a_helper_that_was_not_compiled_says_how_to_get_it(monkeypatch
     with sesskit.Lab(engine="libssl", explain=False) as lab:
         assert lab._engine.observer == "Python"
         assert not lab.connect().reused
+
+
+def _second_look(lab: sesskit.Lab) -> None:
+    """Read every live session and both caches again, in Python, and compare with the last step."""
+    eng = lab._engine
+    lib, ffi = eng._lib, eng._ffi
+    for s in list(eng._by_addr.values()):
+        refs = s.view.references - 1  # minus the observer reference
+        owner = eng._ctx_side.get(s.view.owner)
+        seen = lab.trace.session(s.label)
+        assert (seen.refcount, seen.cache, seen.resumable) == (refs, owner, eng._resumable(s)), s.label
+    for side in ("client", "server"):
+        ctx = eng._ctx[side]
+        cache = lab.trace.cache(side)
+        assert cache.size == lib.SSL_CTX_ctrl(ctx, libssl._NUMBER, 0, ffi.NULL)
+        stats = [lib.SSL_CTX_ctrl(ctx, code, 0, ffi.NULL) for code in libssl._STAT_CODES]
+        assert list(cache.stats.values()) == stats
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"tls": "1.2", "tickets": False, "cache_size": 3},
+        {"tls": "1.2", "tickets": True, "client_cache": True},
+        {"tls": "1.3", "client_cache": True, "cache_size": 2},
+    ],
+)
+def test_what_the_helper_reads_after_a_connect_is_what_a_second_look_reads(config: dict[str, object]) -> None:
+    """The helper reads each connect's sessions and statistics in C; Python, looking again, agrees.
+
+    Covers new sessions, a resumed session the engine already held (pinned twice
+    during the call), sessions the cache evicts, and the client's TLS 1.3 tickets.
+    """
+    with sesskit.Lab(engine="libssl", explain=False, **config) as lab:  # type: ignore[arg-type]
+        assert lab._engine.observer == "C helper"
+        first = lab.connect()
+        _second_look(lab)
+        first.client.read()
+        ref = first.client.get1_session()
+        for ep in (first.client, first.server):
+            ep.shutdown()
+        for ep in (first.server, first.client):
+            ep.read()
+            ep.free()
+        resumed = lab.connect(resume=ref)
+        _second_look(lab)
+        assert resumed.reused
+        for _ in range(4):  # more than the cache holds: evictions inside the connect
+            lab.connect()
+            _second_look(lab)

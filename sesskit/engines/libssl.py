@@ -29,6 +29,9 @@ flight with a look after each call -- and the three callbacks run in C, with
 no Python between flights or inside OpenSSL.  It calls the functions of this
 same binding through pointers (one libssl) and does exactly what the Python
 path does; Python adopts its pins afterwards (:meth:`LibsslEngine._collect`).
+After a connect it also reads the step -- each pinned session's references
+and cache owner at the calibrated offsets, whether it is resumable, both
+contexts' statistics -- and :meth:`LibsslEngine._connected` records it.
 Without it (or with ``SESSKIT_OBSERVER=python``) the Python path runs.
 
 Virtual time: the engine freezes OpenSSL's view of "now" at the lab's start
