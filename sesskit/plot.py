@@ -967,11 +967,13 @@ def _draw_heap(ax: Axes, snap: Snapshot, title: str | None, max_dangling: int | 
                 ax, x_hold, y, w, h, text, lay.fs, "#f2f2f2", "#555555", f"ssl:{obj.name}"
             )
     more = len(holders) - len(shown) + hidden_dangling
+    # from the left edge: the note can be wider than the column, never wider than the figure
     _more(
         ax,
-        _X_HOLD,
+        0.005,
         more,
-        "older dangling pointers hidden" if hidden_dangling and more == hidden_dangling else "",
+        "older dangling\npointers hidden" if hidden_dangling and more == hidden_dangling else "",
+        ha="left",
     )
 
     shown_labels = labels[: lay.max_rows]
@@ -1103,10 +1105,10 @@ def _badge(ax: Axes, box: _Box, refcount: int, color: str, fs: float, label: str
     badge.set_gid(f"badge:{label}")
 
 
-def _more(ax: Axes, x: float, hidden: int, what: str = "") -> None:
+def _more(ax: Axes, x: float, hidden: int, what: str = "", ha: str = "center") -> None:
     if hidden > 0:
         text = f"… and {hidden} {what or 'more'}"
-        _text(ax, x, 0.01, text, ha="center", va="bottom", fontsize=8, color="#666666")
+        _text(ax, x, 0.01, text, ha=ha, va="bottom", fontsize=8, color="#666666")
 
 
 def _draw_caches(ax: Axes, snap: Snapshot, boxes: dict[str, _Box], lay: _HeapLayout) -> None:

@@ -367,6 +367,25 @@ def test_only_the_latest_dangling_refs_by_default() -> None:
     assert len(arrows(plot.heap(snap, max_dangling=None))) == 10
 
 
+def test_the_hidden_dangling_note_stays_inside_the_figure() -> None:
+    from matplotlib.text import Text
+
+    from sesskit.trace import Snapshot
+
+    freed = SessionState("S1", "client", 0, None, False, True)
+    refs = {i: RefState(i, "get0", "S1", "c1", dangling=True) for i in range(1, 11)}
+    story = Trace()
+    story.append("SSL_get0_session", "c1", "", Delta(sessions={"S1": freed}, refs=refs))
+    # the heap on its own, and beside the timeline (narrower: where the note ran off the left edge)
+    for fig in (plot.heap(Snapshot(sessions={"S1": freed}, refs=refs)), plot.overview(story)):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        notes = [t for t in fig.findobj(Text) if "hidden" in t.get_text()]
+        assert len(notes) == 1 and "6 older dangling" in notes[0].get_text()
+        box, page = notes[0].get_window_extent(renderer), fig.bbox
+        assert page.x0 <= box.x0 and box.x1 <= page.x1, (box, page)
+
+
 def test_cache_members_are_listed_in_order() -> None:
     t = synthetic_trace(30, seed=5)
     snap = t.snapshot(-1)
