@@ -431,12 +431,11 @@ class LibsslEngine(ObservingEngine[_Sess]):
         st.n = 0
         by_addr, touched = self._by_addr, self._touched
         new: tuple[list[_Sess], list[_Sess]] = ([], [])
-        read: dict[
-            Any, tuple[int, int, int]
-        ] = {}  # pointer -> references besides sesskit's, cache, resumable
+        # pointer -> (references besides sesskit's, cache, resumable)
+        read: dict[Any, tuple[int, int, int]] = {}
         placing: tuple[list[_Sess], list[_Sess], list[_Sess]] = ([], [], [])
-        for j, p in enumerate(seen):
-            side_no, refs, owner, resumable = info[4 * j : 4 * j + 4]
+        columns = info[0::4], info[1::4], info[2::4], info[3::4]  # side, references, cache, resumable
+        for p, side_no, refs, owner, resumable in zip(seen, *columns, strict=True):
             x = by_addr.get(p)
             if x is None:
                 x = by_addr[p] = _Sess(p, p, SIDES[side_no], self._view.at(p))
