@@ -219,14 +219,7 @@ def compare_connect(
         bare = make_bare(tls, tickets=not resume)
         saved = bare.saved_session() if resume else None
 
-        def bare_once(bare: Any = bare, saved: Any = saved) -> float:
-            t = time.perf_counter()
-            c, s = bare.handshake(saved)
-            dt = time.perf_counter() - t
-            assert saved is None or bare.reused(c)
-            bare.close_pair(c, s, clean=saved is not None)
-            return dt
-
+        bare_once = _bare_timer(bare, saved)
         for explain in explains:
             gc.collect()  # each row starts without the garbage of the rows before it (run order)
             lab = sesskit.Lab(engine=engine, tls=tls, tickets=not resume, explain=bool(explain))
@@ -262,6 +255,32 @@ def compare_connect(
     return res
 
 
+def _bare_timer(bare: Any, saved: Any = None) -> Callable[[], float]:
+    """One bare handshake (resuming ``saved``, if given), timed; its SSLs are freed outside the timing."""
+
+    def once() -> float:
+        t = time.perf_counter()
+        c, s = bare.handshake(saved)
+        dt = time.perf_counter() - t
+        assert saved is None or bare.reused(c)
+        bare.close_pair(c, s, clean=saved is not None)
+        return dt
+
+    return once
+
+
+def _after_python(model: sesskit.Lab, once: Callable[[], float]) -> Callable[[], float]:
+    """``once`` after (untimed) Python work: a model-engine connect and two frees."""
+
+    def after() -> float:
+        link = model.connect()
+        link.client.free()
+        link.server.free()
+        return once()
+
+    return after
+
+
 def connect_parts(n: int) -> dict[str, Any]:
     """Where ``Lab.connect``'s time goes (TLS 1.3 full), each against the bare loop in the same run.
 
@@ -273,14 +292,7 @@ def connect_parts(n: int) -> dict[str, Any]:
     from sesskit.engines import libssl
 
     bare = BareLoop("1.3")
-
-    def bare_once() -> float:
-        t = time.perf_counter()
-        c, s = bare.handshake()
-        dt = time.perf_counter() - t
-        bare.close_pair(c, s, clean=False)
-        return dt
-
+    bare_once = _bare_timer(bare)
     out: dict[str, Any] = {}
     if libssl.helper_status() == "C helper":
         lab = sesskit.Lab(engine="libssl", tls="1.3", explain=False)
@@ -302,42 +314,18 @@ def connect_parts(n: int) -> dict[str, Any]:
         b, h, r = _connect_pair(bare_once, helper_once, max(n // 2, 10))
         out["helper_alone"] = {"bare_us": b * 1e6, "lab_us": h * 1e6, "ratio": r}
         lab.close()
-    model = sesskit.Lab(engine="model", tls="1.3", explain=False)
-
-    def bare_after_python() -> float:
-        link = model.connect()
-        link.client.free()
-        link.server.free()
-        return bare_once()
-
-    b, p, r = _connect_pair(bare_once, bare_after_python, max(n // 2, 10))
+    with sesskit.Lab(engine="model", tls="1.3", explain=False) as model:
+        b, p, r = _connect_pair(bare_once, _after_python(model, bare_once), max(n // 2, 10))
     out["bare_after_python"] = {"bare_us": b * 1e6, "lab_us": p * 1e6, "ratio": r}
     bare.close()
-    model.close()
 
     bare = BareLoop("1.2", tickets=False)
     saved = bare.saved_session()
-
-    def resumption_once() -> float:
-        t = time.perf_counter()
-        c, s = bare.handshake(saved)
-        dt = time.perf_counter() - t
-        assert bare.reused(c)
-        bare.close_pair(c, s, clean=True)
-        return dt
-
-    model = sesskit.Lab(engine="model", tls="1.2", tickets=False, explain=False)
-
-    def resumption_after_python() -> float:
-        link = model.connect()
-        link.client.free()
-        link.server.free()
-        return resumption_once()
-
-    b, p, r = _connect_pair(resumption_once, resumption_after_python, max(n // 2, 10))
+    resumption_once = _bare_timer(bare, saved)
+    with sesskit.Lab(engine="model", tls="1.2", tickets=False, explain=False) as model:
+        b, p, r = _connect_pair(resumption_once, _after_python(model, resumption_once), max(n // 2, 10))
     out["bare_resumption_after_python"] = {"bare_us": b * 1e6, "lab_us": p * 1e6, "ratio": r}
     bare.close(saved)
-    model.close()
     return out
 
 
