@@ -336,23 +336,34 @@ class LibsslEngine(ObservingEngine[_Sess]):
         st = self._st if self._C is not None else None
         if st is None or not (st.n or st.overflow):
             return
-        unpack, n, by_addr, touched = self._C.ffi.unpack, st.n, self._by_addr, self._touched
-        # The helper's void * pointers hash and compare by address, like the binding's own,
-        # and pass as SSL_SESSION * to it: they serve as keys and pointers alike.
+        unpack, n = self._C.ffi.unpack, st.n
         for p, side_no in zip(unpack(st.seen, n), unpack(st.side, n), strict=True):
-            s = by_addr.get(p)
-            if s is None:
-                side = SIDES[side_no]
-                self._n["observer refs"] += 1
-                s = by_addr[p] = _Sess(p, p, side, self._view.at(p))
-                self._seen[side].append(s)
-            else:
-                self._lib.SSL_SESSION_free(p)  # pinned already: drop the helper's second reference
-            touched[p] = s
+            self._adopt(p, side_no)
         st.n = 0
         if st.overflow:
             st.overflow = 0
             raise SesskitError("observation overflow: one call made more sessions than the helper can pin")
+
+    def _adopt(self, p: Any, side_no: int) -> tuple[_Sess, int]:
+        """Take over the helper's pin on session ``p``, touched; how many pins it had then (1 or 2).
+
+        A new session keeps the pin as its observer reference; one pinned
+        already has the helper's second reference dropped.  The helper's
+        ``void *`` pointers hash and compare by address, like the binding's
+        own, and pass as ``SSL_SESSION *`` to it: keys and pointers alike.
+        """
+        s = self._by_addr.get(p)
+        if s is None:
+            side = SIDES[side_no]
+            self._n["observer refs"] += 1
+            s = self._by_addr[p] = _Sess(p, p, side, self._view.at(p))
+            self._seen[side].append(s)
+            pins = 1
+        else:
+            self._lib.SSL_SESSION_free(p)
+            pins = 2
+        self._touched[p] = s
+        return s, pins
 
     def connect(self, resume: str | None = None) -> OpResult:
         """The frame's ``connect``, with the SSLs made, both handshakes run and the step read by the C helper.
@@ -430,27 +441,19 @@ class LibsslEngine(ObservingEngine[_Sess]):
         seen, info = unpack(st.seen, n), unpack(st.info, 4 * n)
         st.n = 0
         by_addr, touched = self._by_addr, self._touched
-        new: tuple[list[_Sess], list[_Sess]] = ([], [])
         # pointer -> (references besides sesskit's, cache, resumable)
         read: dict[Any, tuple[int, int, int]] = {}
         placing: tuple[list[_Sess], list[_Sess], list[_Sess]] = ([], [], [])
         columns = info[0::4], info[1::4], info[2::4], info[3::4]  # side, references, cache, resumable
+        adopt = self._adopt
         for p, side_no, refs, owner, resumable in zip(seen, *columns, strict=True):
-            x = by_addr.get(p)
-            if x is None:
-                x = by_addr[p] = _Sess(p, p, SIDES[side_no], self._view.at(p))
-                new[side_no].append(x)
-                refs -= 1  # the observer reference
-            else:
-                self._lib.SSL_SESSION_free(p)  # pinned already: drop the helper's second reference
-                refs -= 2  # the helper read the references before that
-            touched[p] = x
+            x, pins = adopt(p, side_no)
+            refs -= pins  # the helper read the references with its pins in
             read[p] = (refs, owner, resumable)
             if refs > 0 and owner >= 0:
                 placing[owner].append(x)
-        self._n["observer refs"] += len(new[0]) + len(new[1])
         label_no, by_label = self._label_no, self._by_label
-        for x in (*new[0], *new[1]):  # labels: client side first, then server
+        for x in (*self._seen["client"], *self._seen["server"]):  # labels: client side first
             label_no += 1
             x.label = label = f"S{label_no}"
             by_label[label] = x
@@ -496,10 +499,10 @@ class LibsslEngine(ObservingEngine[_Sess]):
                 c = self._cache_state(side, False, stats, number, placing[i])
                 if c is not None:
                     caches[side] = c
-            elif stats != self._stats[side]:  # the same list: only the statistics moved
-                self._stats[side] = stats
-                view = self._stats_view[side] = MappingProxyType(dict(zip(_STAT_KEYS, stats, strict=True)))
-                caches[side] = CacheState(side, number, self._members_tuple[side], view)
+            elif stats != self._stats[side]:  # the same list (most connects): only the statistics moved
+                caches[side] = CacheState(
+                    side, number, self._members_tuple[side], self._new_stats(side, stats)
+                )
         return caches
 
     def _helper_failure(self, rc: int, c: ObservedSSL, s: ObservedSSL) -> str:
@@ -598,11 +601,15 @@ class LibsslEngine(ObservingEngine[_Sess]):
             self._order[side] = new_order
             self._members[side] = set(new_order)
             self._members_tuple[side] = tuple(new_order)
-        if stats != last_stats:
-            self._stats[side] = stats
-            self._stats_view[side] = MappingProxyType(dict(zip(_STAT_KEYS, stats, strict=True)))
+        view = self._new_stats(side, stats) if stats != last_stats else self._stats_view[side]
         # unchanged parts are passed on as the very same objects: nothing is copied twice
-        return CacheState(side, number, self._members_tuple[side], self._stats_view[side])
+        return CacheState(side, number, self._members_tuple[side], view)
+
+    def _new_stats(self, side: str, stats: list[int]) -> MappingProxyType[str, int]:
+        """Keep the statistics just read for ``side``; the read-only mapping a CacheState reports."""
+        self._stats[side] = stats
+        view = self._stats_view[side] = MappingProxyType(dict(zip(_STAT_KEYS, stats, strict=True)))
+        return view
 
     def _owned(self, s: _Sess, ctx_addr: int) -> bool:
         return s.ptr is not None and s.view.owner == ctx_addr and s.view.references > 1
