@@ -151,21 +151,19 @@ class BarePyOpenSSL:
             c.set_session(session)
         cd = sd = False
         while not (cd and sd):
-            if not cd:
-                try:
-                    c.do_handshake()
-                    cd = True
-                except SSL.WantReadError:
-                    pass
+            cd = cd or self._step(c)
             self._move(c, s)
-            if not sd:
-                try:
-                    s.do_handshake()
-                    sd = True
-                except SSL.WantReadError:
-                    pass
+            sd = sd or self._step(s)
             self._move(s, c)
         return c, s
+
+    def _step(self, conn: Any) -> bool:
+        """One ``do_handshake``; True when this side is done (pyOpenSSL raises while it waits)."""
+        try:
+            conn.do_handshake()
+        except self.SSL.WantReadError:
+            return False
+        return True
 
 
 def per_call(fn: Callable[[], Any], n: int, repeats: int = 5) -> float:
