@@ -8,6 +8,7 @@ every script, stylesheet and font the pages use is served from the site itself
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sesskit_docs",
 ]
-exclude_patterns = ["_build", "_ext", "**.ipynb_checkpoints", "stories/_anim"]
+exclude_patterns = ["_build", "_ext", "**.ipynb_checkpoints", "stories/_viewer"]
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 
 # -- API reference from the docstrings (numpy style) --------------------------------------
@@ -38,22 +39,26 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 
-# -- notebooks: executed at build time, widget state saved into the page -------------------
+# -- notebooks: executed at build time ---------------------------------------------------------
 nb_execution_mode = "force"
 nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
-# The ipywidgets embed manager and require.js, vendored from the npm registry (never a CDN).
-# Paths are relative to _static; modules it does not bundle would be looked for on this site too.
-nb_ipywidgets_js = {
-    "vendor/requirejs/require.js": {},
-    "vendor/html-manager/embed-amd.js": {"data-jupyter-widgets-cdn": "_static/vendor/npm/"},
-}
+# The kernels inherit this: sesskit's viewer and Stepper then add a static copy of themselves (text/html,
+# the viewer's own static path) to their outputs, which these pages show instead of the widget. No
+# ipywidgets embed manager is loaded (it would fetch anywidget from a CDN); saved widget state is dropped
+# from the pages at build-finished (see _ext/sesskit_docs.py).
+os.environ["SESSKIT_STATIC_HTML"] = "1"
+nb_mime_priority_overrides = [
+    ("html", "application/vnd.jupyter.widget-view+json", None),
+    ("html", "text/html", 5),
+]
+nb_ipywidgets_js: dict[str, dict[str, str]] = {}
 
 # -- HTML: the built-in theme, every asset local ------------------------------------------------
 html_theme = "alabaster"
-html_theme_options = {"page_width": "1500px", "sidebar_width": "230px", "fixed_sidebar": False}
+html_theme_options = {"page_width": "1400px", "sidebar_width": "220px", "fixed_sidebar": False}
 html_static_path = ["_static"]
 html_css_files = ["sesskit.css"]
 html_title = "sesskit"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import viewer
 from .errors import (
     CalibrationError,
     DanglingPointer,
@@ -56,5 +57,6 @@ __all__ = [
     "UnsupportedOperation",
     "Watch",
     "__version__",
+    "viewer",
     "watch",
 ]

@@ -4,14 +4,18 @@
 checkout (``--allow-root`` is added when run as root, as on CI machines and
 containers, where JupyterLab otherwise refuses to start).
 
-``python -m sesskit render SCENARIO --out FILE``: write a story to a file.
+``python -m sesskit render STORY|TRACE.json --out FILE``: write a story (run
+now) or a saved trace to a file.
 
 The FILE's suffix picks the format: ``.png`` / ``.svg`` (the heap beside the
-timeline, at ``--step N`` or the last step), ``.html`` (a self-contained
-animation: no kernel, no network), ``.json`` (the trace).
-``python -m sesskit render --list`` lists the scenarios.
+timeline, at ``--step N`` or the last step), ``.html`` (one self-contained page
+with the viewer: no kernel, no network, opens from file://; ``#step=N`` opens
+step N), ``.json`` (the trace).  ``python -m sesskit render --list`` lists the
+stories.  ``--out`` is checked before a story runs.
 
-Exit codes: 0 written, 2 a bad request (unknown scenario, suffix, step...).
+Exit codes: 0 written, 2 a bad request (unknown story, suffix, step, a folder
+that does not exist, a file that is not a trace...): one line on stderr, no
+traceback.
 """
 
 from __future__ import annotations
@@ -19,22 +23,36 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from .errors import SesskitError
+
+if TYPE_CHECKING:
+    from .trace import Trace
 
 ENGINES = ("auto", "libssl", "pyopenssl", "model")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a user's mistake said in one line (exit 2), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sesskit", description="sesskit command line")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m sesskit", description="sesskit command line")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     render = sub.add_parser(
         "render",
-        help="run a story and write it as PNG, SVG, HTML animation or JSON trace",
-        description="Run a story (a scenario) and write it to FILE; the suffix picks the format "
-        "(.png, .svg, .html, .json).",
+        help="write a story or a saved trace as an HTML page (the viewer), PNG, SVG or JSON",
+        description="Run a story (or load a saved trace) and write it to FILE; the suffix picks the "
+        "format (.html: a self-contained page with the viewer; .png, .svg; .json).",
     )
-    render.add_argument("scenario", nargs="?", help="the scenario's name (see --list)")
+    render.add_argument(
+        "scenario", nargs="?", metavar="STORY|TRACE.json", help="a story's name (see --list) or a saved trace"
+    )
     render.add_argument("--out", metavar="FILE", help="where to write (.png, .svg, .html or .json)")
     render.add_argument("--engine", choices=ENGINES, default="auto", help="which OpenSSL (default: auto)")
     render.add_argument("--step", type=int, help="for .png/.svg: the step to draw (default: the last)")
@@ -89,17 +107,45 @@ def _list() -> int:
     return 0
 
 
+def _load_trace(path: Path) -> Trace:
+    """A saved trace, or a one-line :class:`SesskitError` saying why the file is not one."""
+    from .trace import Trace
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SesskitError(f"can't read {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        return Trace.from_json(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SesskitError(f"{str(path)!r} is not a sesskit trace: not UTF-8 text") from None
+    except SesskitError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise SesskitError(f"{str(path)!r} is not a sesskit trace: {reason}") from None
+
+
 def _render(args: argparse.Namespace) -> int:
-    from .scenarios import check_output, get, write
+    from .scenarios import SCENARIOS, check_output, get, write
 
     if not args.scenario or not args.out:
-        raise SesskitError("render needs a SCENARIO and --out FILE (or --list)")
-    scenario = get(args.scenario)
+        raise SesskitError("render needs a STORY or TRACE.json and --out FILE (or --list)")
     check_output(args.out, args.step)  # before the story runs: fail fast
-    trace = scenario.run(args.engine)
-    path = write(trace, args.out, step=args.step, title=scenario.title, summary=scenario.summary)
+    source = Path(args.scenario)
+    if args.scenario not in SCENARIOS and (source.suffix.lower() == ".json" or source.exists()):
+        trace = _load_trace(source)
+        title, summary, what = f"sesskit · {source.stem}", "", source.name
+    else:
+        scenario = get(args.scenario)
+        trace = scenario.run(args.engine)
+        title, summary, what = scenario.title, scenario.summary, scenario.name
+    try:
+        path = write(trace, args.out, step=args.step, title=title, summary=summary)
+    except OSError as exc:
+        raise SesskitError(f"can't write {args.out!r}: {exc.strerror or exc}") from None
     engine = f"{trace.meta.get('engine')} ({trace.meta.get('openssl_version')})"
-    print(f"wrote {path}: {scenario.name}, {len(trace)} steps on {engine}")
+    print(f"wrote {path}: {what}, {len(trace)} steps on {engine}")
     return 0
 
 

@@ -19,10 +19,9 @@ from .errors import DanglingPointer, InvalidOperation, SesskitError
 from .trace import Delta, RefState, Snapshot, SSLState, Trace
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from .explain import Explainer
     from .trace import SessionState
+    from .viewer.widget import Viewer
     from .widgets import Stepper
 
 __all__ = ["Endpoint", "Lab", "Link", "SessionRef"]
@@ -188,17 +187,21 @@ class Lab:
         except KeyError:
             raise InvalidOperation(f"this lab has no SSL called {name!r}") from None
 
-    # -- seeing (matplotlib / ipywidgets load only here) ------------------------
-    def show(self) -> Figure:
-        """A figure of the whole timeline beside the heap now (see :func:`sesskit.plot.overview`)."""
-        from .plot import overview
+    # -- seeing (the widgets load only here) ----------------------------------------
+    def show(self, step: int = -1) -> Viewer:
+        """The trace so far, drawn in the browser: heap, timeline, steps and whys (a widget).
 
-        return overview(self.trace)
+        ``step`` is the step shown first (-1: the last).  The browser scrubs the history by itself;
+        for a PNG/SVG figure use :func:`sesskit.plot.overview` or :func:`sesskit.plot.save`.
+        """
+        from .viewer import show
+
+        return show(self.trace, step)
 
     def stepper(self, **options: Any) -> Stepper:
-        """An ipywidgets stepper: one button per operation, a history slider, the figures.
+        """A stepper widget: one button per operation, over the viewer of this lab's trace.
 
-        ``options`` go to :class:`sesskit.widgets.Stepper` (e.g. ``render="png"``).
+        ``options`` go to :class:`sesskit.widgets.Stepper`.
         """
         from .widgets import Stepper
 

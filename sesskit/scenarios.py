@@ -4,7 +4,7 @@ Each :class:`Scenario` is a Lab configuration plus a function that plays the
 story on a :class:`~sesskit.Lab`, using the public API only.  The same story
 runs on any engine: the real OpenSSL gives the numbers, the model predicts the
 same ones.  ``python -m sesskit render NAME --out FILE`` runs one and writes it
-as a figure (PNG/SVG), a kernel-free HTML animation, or a JSON trace.
+as a figure (PNG/SVG), a self-contained HTML page with the viewer, or a JSON trace.
 
 >>> from sesskit import scenarios
 >>> trace = scenarios.run("tour", engine="model")
@@ -13,31 +13,25 @@ as a figure (PNG/SVG), a kernel-free HTML animation, or a JSON trace.
 
 from __future__ import annotations
 
-import html
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import InvalidOperation, SesskitError
 from .lab import Lab
 from .trace import Trace
 
-if TYPE_CHECKING:
-    from matplotlib.animation import FuncAnimation
-
 __all__ = [
     "FORMATS",
     "SCENARIOS",
+    "BadOutput",
     "Scenario",
     "UnknownFormat",
     "UnknownScenario",
-    "animation_html",
     "check_output",
     "get",
-    "html_page",
-    "offline_jshtml",
     "run",
     "write",
 ]
@@ -51,6 +45,10 @@ class UnknownScenario(SesskitError, LookupError):
 
 class UnknownFormat(SesskitError, ValueError):
     """A file suffix :func:`write` cannot write."""
+
+
+class BadOutput(SesskitError, ValueError):
+    """A path :func:`write` cannot write to (a missing folder, a folder, a file in the way)."""
 
 
 @dataclass(frozen=True)
@@ -290,75 +288,31 @@ def run(name: str, engine: str = "auto") -> Trace:
 
 
 # -- writing a story ---------------------------------------------------------------
-# matplotlib's jshtml player links Font Awesome from a CDN for its button icons.
-# A kernel-free page must load nothing from elsewhere: drop the link and draw the
-# icons with plain characters instead.
-_FONT_AWESOME_LINK = '<link rel="stylesheet"\nhref="https://maxcdn.bootstrapcdn.com/font-awesome/4.4.0/css/font-awesome.min.css">'
-_ICONS = {
-    "minus": "\u2212",
-    "plus": "+",
-    "fast-backward": "|\u25c0\u25c0",
-    "step-backward": "|\u25c0",
-    "play": "\u25b6",
-    "pause": "\u275a\u275a",
-    "step-forward": "\u25b6|",
-    "fast-forward": "\u25b6\u25b6|",
-}
-_ICON_CSS = (
-    "<style>\n.animation i.fa{font-style:normal;font-family:sans-serif}\n"
-    ".animation .fa-flip-horizontal{display:inline-block;transform:scaleX(-1)}\n"
-    + "".join(f'.animation .fa-{k}:before{{content:"{v}"}}\n' for k, v in _ICONS.items())
-    + "</style>\n"
-)
-
-
-def offline_jshtml(jshtml: str) -> str:
-    """``FuncAnimation.to_jshtml()`` output that loads nothing from the network.
-
-    Raises ValueError if the player still refers to an http(s) resource.
-    """
-    out = jshtml.replace(_FONT_AWESOME_LINK, _ICON_CSS, 1)
-    if "https://" in out or "http://" in out:
-        raise ValueError("the jshtml player refers to a network resource sesskit does not know how to drop")
-    return out
-
-
-def animation_html(trace: Trace, interval: int = 900, anim: FuncAnimation | None = None) -> str:
-    """A kernel-free HTML player of ``trace``: frames embedded as PNG data, no network."""
-    if anim is None:
-        from .plot import animate
-
-        anim = animate(trace, interval=interval)
-    return offline_jshtml(anim.to_jshtml(default_mode="once"))
-
-
-def html_page(trace: Trace, title: str = "sesskit", summary: str = "", interval: int = 900) -> str:
-    """A whole self-contained HTML page: a heading, the summary, the animation."""
-    meta = trace.meta
-    engine = f"{meta.get('engine', '?')} · {meta.get('openssl_version', '')}"
-    paras = "".join(f"<p>{html.escape(p)}</p>\n" for p in summary.split("\n\n") if p.strip())
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n"
-        "<style>body{font-family:sans-serif;max-width:1700px;margin:1em auto;padding:0 1em}"
-        ".sesskit-engine{color:#555}</style>\n</head>\n<body>\n"
-        f"<h1>{html.escape(title)}</h1>\n{paras}"
-        f'<p class="sesskit-engine">engine: {html.escape(engine)} · {len(trace)} steps</p>\n'
-        f'<div class="sesskit-animation">\n{animation_html(trace, interval)}\n</div>\n'
-        "</body>\n</html>\n"
-    )
-
-
 def check_output(path: str | Path, step: int | None = None) -> str:
-    """The format ``path``'s suffix names (``".png"``...); :class:`UnknownFormat` if none is."""
+    """The format ``path``'s suffix names (``".png"``...), checked before any story runs.
+
+    Raises :class:`UnknownFormat` for a suffix it cannot write (or a step given to a format without
+    steps) and :class:`BadOutput` when ``path`` cannot be written: a folder that does not exist, a
+    folder in its place, a file where a folder should be.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise UnknownFormat(
-            f"can't write {path.name!r}: the suffix picks the format, one of {', '.join(FORMATS)}"
+            f"can't write {str(path)!r}: the suffix picks the format, one of {', '.join(FORMATS)}"
         )
     if step is not None and suffix not in (".png", ".svg"):
         raise UnknownFormat(f"a step (--step {step}) applies to .png and .svg only, not {suffix}")
+    if path.is_dir():
+        raise BadOutput(f"can't write {str(path)!r}: it is a folder")
+    folder = path.parent
+    for above in (folder, *folder.parents):
+        if above.exists():
+            if not above.is_dir():
+                raise BadOutput(f"can't write {str(path)!r}: {str(above)!r} is a file, not a folder")
+            break
+    if not folder.is_dir():
+        raise BadOutput(f"can't write {str(path)!r}: the folder {str(folder)!r} does not exist")
     return suffix
 
 
@@ -368,8 +322,9 @@ def write(
     """Write ``trace`` to ``path`` in the format its suffix names.
 
     ``.png`` / ``.svg``: the heap at ``step`` (default: the last) beside the
-    timeline; ``.html``: a self-contained animated page; ``.json``: the trace
-    (load it with :meth:`Trace.from_json <sesskit.Trace.from_json>`).
+    timeline (matplotlib); ``.html``: one self-contained page with the viewer
+    (opens from ``file://``, requests nothing; ``#step=N`` opens step N);
+    ``.json``: the trace (load it with :meth:`Trace.from_json <sesskit.Trace.from_json>`).
     ``step`` applies to figures only.
     """
     path = Path(path)
@@ -383,7 +338,9 @@ def write(
     if suffix == ".json":
         path.write_text(trace.to_json(indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     else:
+        from .viewer.page import page
+
         name = trace.meta.get("scenario")
         page_title = title or (f"sesskit · {name}" if name else "sesskit")
-        path.write_text(html_page(trace, page_title, summary), encoding="utf-8")
+        path.write_text(page(trace, page_title, summary), encoding="utf-8")
     return path

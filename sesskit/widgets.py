@@ -1,32 +1,29 @@
 """The Stepper: step a :class:`~sesskit.Lab` by hand in Jupyter and watch every refcount.
 
-A thin layer of stock ipywidgets over a Lab: one button per OpenSSL call for
-the selected object (an SSL or one of your session pointers), a history slider
-that scrubs past steps without touching the lab, the heap and timeline of the
-chosen step, and the step's ``why``.  In *predict* mode you say what the
-selected session's refcount will be before you click, and the widget tells you
-whether you were right, and why.
+A thin layer over a Lab and the browser viewer (:mod:`sesskit.viewer`): one
+button per OpenSSL call for the selected object (an SSL or one of your session
+pointers), and the viewer, which draws the heap, the timeline, the steps and
+their whys.  The kernel performs an operation and sends only the new steps;
+the browser draws them and scrubs the history by itself, without the kernel.
+In *predict* mode you say what the selected session's refcount will be before
+you click, and the widget tells you whether you were right, and why.
 
 Every control carries a stable CSS class (``add_class``) for browser tests:
-``sesskit-btn-<op>`` for the buttons, ``sesskit-object``, ``sesskit-history``,
-``sesskit-why``, ``sesskit-refcount``, ``sesskit-error``, ``sesskit-figure``...
-
-The figure is drawn with ipympl's canvas when ipympl is installed (artists
-updated in place), else rendered to PNG by Agg into an ``ipywidgets.Image``.
-One figure is reused for the widget's whole life.
+``sesskit-btn-<op>`` for the buttons, ``sesskit-object``, ``sesskit-refcount``,
+``sesskit-error``, ``sesskit-status``...; the viewer keeps its own DOM contract
+(see :mod:`sesskit.viewer`).
 """
 
 from __future__ import annotations
 
 import html
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from .errors import SesskitError
-from .plot import StoryFigure
+from .viewer.widget import Viewer, with_static_html
 
 if TYPE_CHECKING:
     from .lab import Endpoint, Lab, SessionRef
@@ -58,18 +55,16 @@ def _classed(widget: Any, css: str) -> Any:
 
 
 class Stepper(widgets.VBox):
-    """Buttons, a history slider and the figures of one Lab.
+    """Buttons over the viewer of one Lab.
 
     Parameters
     ----------
     lab : Lab
-        The lab to drive.  The Stepper reads ``lab.trace`` and calls the
-        public API only; errors the lab raises are shown, not raised.
-    render : {"auto", "png", "ipympl"}
-        How the figure reaches the browser: ipympl's interactive canvas, or a
-        PNG (Agg) in an ``ipywidgets.Image``.  "auto" uses ipympl if installed.
-    figsize, dpi
-        Size of the figure.
+        The lab to drive.  The Stepper calls the public API only; errors the
+        lab raises are shown, not raised.
+    render : None
+        Ignored; the viewer draws in the browser.  Accepted so that notebooks written for
+        the earlier, kernel-drawn Stepper (``render="png"``) still run.
 
     Attributes
     ----------
@@ -78,31 +73,31 @@ class Stepper(widgets.VBox):
         ``free``, ``session-free``, ``advance``, ``flush``.
     object : ipywidgets.Dropdown
         What the SSL and SSL_SESSION_free buttons act on: ``"ssl:c1"`` or ``"ref:3"``.
-    history : ipywidgets.IntSlider
-        The step shown; scrubbing never changes the lab.
-    last_render_ms : float
-        How long the last figure redraw took.
+    viewer : sesskit.viewer.Viewer
+        The trace drawn in the browser; ``viewer.step`` is the step shown (-1: the last).
     """
 
-    def __init__(
-        self,
-        lab: Lab,
-        render: str = "auto",
-        figsize: tuple[float, float] = (13.0, 5.2),
-        dpi: float = 80,
-    ) -> None:
+    def __init__(self, lab: Lab, render: str | None = None) -> None:
+        from .lab import Lab
+
+        if not isinstance(lab, Lab):
+            raise TypeError(f"Stepper needs a sesskit.Lab to drive, not {type(lab).__name__}")
         self.lab = lab
-        self._following = True  # the history slider tracks the newest step
         self._busy = False
         self._quiet = False  # set while refresh() moves controls itself
-        self.last_render_ms = 0.0
+        self._sent = 0  # how many of the lab's steps the viewer has
         self._build_controls()
-        self._build_figure(render, figsize, dpi)
+        self.viewer = Viewer()
+        self.viewer.observe(self._on_step, names="step")
+        self.viewer.observe(self._on_selected, names="selected")
+        wrap = widgets.Layout(flex_flow="row wrap", align_items="center")
         super().__init__(
             [
                 self.status,
-                widgets.HBox([self.object, self.refcount]),
-                widgets.HBox([self.buttons[n] for n in _SSL_OPS] + [self.buttons["session-free"]]),
+                widgets.HBox([self.object, self.refcount], layout=wrap),
+                widgets.HBox(
+                    [self.buttons[n] for n in _SSL_OPS] + [self.buttons["session-free"]], layout=wrap
+                ),
                 widgets.HBox(
                     [
                         self.buttons["connect"],
@@ -111,17 +106,19 @@ class Stepper(widgets.VBox):
                         self.seconds,
                         self.buttons["flush"],
                         self.side,
-                    ]
+                    ],
+                    layout=wrap,
                 ),
-                widgets.HBox([self.predict, self.guess, self.verdict]),
+                widgets.HBox([self.predict, self.guess, self.verdict], layout=wrap),
                 self.error,
-                widgets.HBox([self.history, self.position]),
-                self.figure,
-                self.why,
+                self.viewer,
             ]
         )
         self.add_class("sesskit-stepper")
         self.refresh()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return with_static_html(super()._repr_mimebundle_(**kwargs), self.viewer.trace)
 
     # -- construction ----------------------------------------------------------
     def _build_controls(self) -> None:
@@ -161,45 +158,8 @@ class Stepper(widgets.VBox):
         self.guess.style.description_width = "initial"
         self.verdict = _classed(widgets.HTML(), "sesskit-verdict")
         self.error = _classed(widgets.HTML(), "sesskit-error")
-        self.history = _classed(
-            widgets.IntSlider(
-                min=0,
-                max=0,
-                value=0,
-                description="step",
-                continuous_update=True,
-                layout=widgets.Layout(width="60%"),
-            ),
-            "sesskit-history",
-        )
-        self.position = _classed(widgets.Label(), "sesskit-position")
-        self.why = _classed(widgets.HTML(), "sesskit-why")
         self.object.observe(self._on_object, names="value")
-        self.history.observe(self._on_history, names="value")
         self.predict.observe(self._on_predict, names="value")
-
-    def _build_figure(self, render: str, figsize: tuple[float, float], dpi: float) -> None:
-        if render not in ("auto", "png", "ipympl"):
-            raise ValueError(f"render={render!r}: choose 'auto', 'png' or 'ipympl'")
-        canvas = None
-        if render in ("auto", "ipympl"):
-            try:
-                canvas = _ipympl_canvas(figsize, dpi)
-            except ImportError:
-                if render == "ipympl":
-                    raise
-        if canvas is not None:
-            self.render_mode = "ipympl"
-            self._story = StoryFigure(canvas.figure)
-            canvas.header_visible = False
-            canvas.footer_visible = False
-            canvas.toolbar_visible = False
-            self.figure = canvas
-        else:
-            self.render_mode = "png"
-            self._story = StoryFigure(figsize=figsize, dpi=dpi, layered=True)
-            self.figure = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
-        self.figure.add_class("sesskit-figure")
 
     # -- reading the lab -------------------------------------------------------
     def _endpoints(self) -> list[Endpoint]:
@@ -291,7 +251,6 @@ class Stepper(widgets.VBox):
             self._show_error(type(exc).__name__, str(exc))
         except Exception as exc:  # never leave the widget stuck behind a traceback
             self._show_error(f"unexpected {type(exc).__name__}", str(exc))
-        self._following = True
         self.refresh(select=new_selection)
         if guess is not None:
             self._judge(guess, watched, stepped=len(self.lab.trace) > before)
@@ -367,9 +326,8 @@ class Stepper(widgets.VBox):
 
     # -- redrawing -------------------------------------------------------------
     def refresh(self, select: str | None = None) -> None:
-        """Re-read the lab: options, enabled buttons, history range, figure and texts."""
+        """Re-read the lab: options, enabled buttons, the viewer's new steps, texts."""
         trace = self.lab.trace
-        last = len(trace) - 1
         self._quiet = True
         try:
             options = self._object_options()
@@ -383,18 +341,27 @@ class Stepper(widgets.VBox):
             if resume != list(self.resume.options):
                 self.resume.options = resume
             self.resume.value = keep
-            self.history.max = max(last, 0)
-            if self._following:
-                self.history.value = last
         finally:
             self._quiet = False
+        self.viewer.append(trace[i] for i in range(self._sent, len(trace)))
+        self._sent = len(trace)
         self._update_buttons()
         self._update_guess_label()
         self.guess.layout.visibility = "visible" if self.predict.value else "hidden"
+        self._update_status()
+        self._update_readout(self._shown())
+
+    def _shown(self) -> int:
+        """The step the viewer shows (its -1 means the last)."""
+        last = len(self.lab.trace) - 1
+        step = self.viewer.step
+        return last if step < 0 or step > last else step
+
+    def _update_status(self) -> None:
+        trace = self.lab.trace
         engine = html.escape(f"{self.lab.engine_name} · {self.lab.openssl_version}")
         note = f" <i>{html.escape(self.lab.engine_note)}</i>" if self.lab.engine_note else ""
         self.status.value = f"<b>sesskit</b> · {engine} · {len(trace)} steps · t = {trace.time} s{note}"
-        self._show_step(self.history.value)
 
     def _update_buttons(self) -> None:
         for name, ok in self.enabled().items():
@@ -405,36 +372,24 @@ class Stepper(widgets.VBox):
             return
         self._update_buttons()
         self._update_guess_label()
-        self._update_readout(self.history.value)
+        self._update_readout(self._shown())
 
-    def _on_history(self, change: dict[str, Any]) -> None:
-        if self._quiet:
-            return
-        self._following = change["new"] == len(self.lab.trace) - 1
-        self._show_step(change["new"])
+    def _on_step(self, _change: dict[str, Any]) -> None:
+        self._update_readout(self._shown())
 
-    def _show_step(self, step: int) -> None:
-        trace = self.lab.trace
-        if not len(trace):
-            return
-        st = trace[step]
-        latest = step == len(trace) - 1
-        where = "now" if latest else f"history: the lab is at step {len(trace) - 1}"
-        self.position.value = f"step {step} of {len(trace) - 1} ({where})"
-        result = f" → {html.escape(st.result)}" if st.result else ""
-        self.why.value = (
-            f"<b>{html.escape(st.op)}</b>({html.escape(st.target)}){result}<br>{html.escape(st.why)}"
-        )
-        self._update_readout(step)
-        self._draw(step)
+    def _on_selected(self, change: dict[str, Any]) -> None:
+        """A click on an SSL or a pointer in the picture chooses what the buttons act on."""
+        key = change["new"]
+        if key in [v for _, v in self.object.options]:
+            self.object.value = key
 
     def _update_readout(self, step: int) -> None:
         """Plain text: the selected object's session and its refcount at the step shown."""
         obj = self._selected()
-        snap = self.lab.trace.snapshot(step)
-        if obj is None:
+        if obj is None or not len(self.lab.trace):
             self.refcount.value = "nothing selected"
             return
+        snap = self.lab.trace.snapshot(step)
         from .lab import SessionRef
 
         if isinstance(obj, SessionRef):
@@ -451,30 +406,12 @@ class Stepper(widgets.VBox):
                 self.refcount.value = f"{name} does not exist yet at step {step}"
                 return
         if label is None or label not in snap.sessions:
-            self.refcount.value = f"{name}: no session"
+            self.refcount.value = f"{name} at step {step}: no session"
             return
         st = snap.sessions[label]
-        self.refcount.value = f"{label} refcount = {st.refcount}" + (" (freed)" if st.freed else "")
-
-    def _draw(self, step: int) -> None:
-        t0 = time.perf_counter()
-        self._story.show(self.lab.trace, step)
-        if self.render_mode == "png":
-            self.figure.value = self._story.png()
-        else:
-            self.figure.draw_idle()
-        self.last_render_ms = (time.perf_counter() - t0) * 1000
+        freed = " (freed)" if st.freed else ""
+        self.refcount.value = f"{label} refcount = {st.refcount}{freed} at step {step}"
 
 
 class _NotApplicable(SesskitError):
     """The chosen object can't take this operation (the button should have been disabled)."""
-
-
-def _ipympl_canvas(figsize: tuple[float, float], dpi: float) -> Any:
-    from ipympl.backend_nbagg import Canvas, FigureManager
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, dpi=dpi)
-    canvas = Canvas(fig)
-    FigureManager(canvas, 0)
-    return canvas

@@ -2,9 +2,8 @@
 
 At ``config-inited``:
 
-- **vendor**: the JavaScript the pages need (require.js, the ipywidgets embed
-  manager ``@jupyter-widgets/html-manager`` with its Font Awesome fonts, MathJax)
-  is fetched with ``npm pack`` from the npm registry at pinned versions and
+- **vendor**: the JavaScript the pages need besides sesskit's own viewer (MathJax)
+  is fetched with ``npm pack`` from the npm registry at a pinned version and
   unpacked into ``_static/vendor/`` -- the site never points at a CDN;
 - **notebooks**: ``../notebooks/*.ipynb`` are copied to ``notebooks/`` (myst-nb
   executes them during the build, on the real engine, saving widget state);
@@ -12,12 +11,14 @@ At ``config-inited``:
 at ``builder-inited``:
 
 - **stories**: every scenario of :mod:`sesskit.scenarios` is run and written as
-  a page ``stories/<name>.md`` with a kernel-free animation (``to_jshtml``
-  without its CDN stylesheet) and static PNG/SVG figures;
+  a page ``stories/<name>.md`` with the interactive viewer over its inlined trace
+  (:mod:`sesskit.viewer.page`) and PNG/SVG figures to download;
 
-at ``build-finished``: every HTML page is checked for a script, stylesheet,
-image, font or frame loaded from anywhere but the site itself; the build fails
-if one is found.
+at ``build-finished``: each page keeps one copy of the viewer's module and CSS
+however many viewers it shows, and no saved ipywidgets state (the viewers draw
+from their own inlined traces); then every HTML page is checked for a script,
+stylesheet, image, font or frame loaded from anywhere but the site itself; the
+build fails if one is found.
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ VENDOR = DOCS / "_static" / "vendor"
 
 # npm package -> (version, {path in the package: path under _static/vendor/<dir>}, dir)
 NPM: dict[str, tuple[str, dict[str, str], str]] = {
-    "requirejs": ("2.3.8", {"require.js": "require.js"}, "requirejs"),
-    "@jupyter-widgets/html-manager": ("1.0.15", {"dist/": ""}, "html-manager"),
     "mathjax": (
         "3.2.2",
         {
@@ -83,8 +82,7 @@ def vendor_assets(force: bool = False) -> None:
         npm = shutil.which("npm")
         if npm is None:
             raise ExtensionError(
-                "the docs need npm to vendor their JavaScript (require.js, the ipywidgets embed "
-                "manager, MathJax) from the npm registry: install Node.js/npm"
+                "the docs need npm to vendor MathJax from the npm registry: install Node.js/npm"
             )
         with tempfile.TemporaryDirectory() as tmp:
             r = subprocess.run(
@@ -146,19 +144,19 @@ def _source_key() -> str:
 
 
 def render_story(name: str, out_dir: str, key: str) -> str:
-    """Run scenario ``name`` and write its page, animation and figures (in a worker process)."""
+    """Run scenario ``name`` and write its page, viewer and figures (in a worker process)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from sesskit import plot, scenarios
+    from sesskit.viewer.page import fragment
 
     out = Path(out_dir)
     story = scenarios.get(name)
     trace = story.run("auto")
-    (out / "_anim").mkdir(exist_ok=True)
+    (out / "_viewer").mkdir(exist_ok=True)
     (out / "_figures").mkdir(exist_ok=True)
-    anim = scenarios.animation_html(trace)
-    (out / "_anim" / f"{name}.html").write_text(f'<div class="sesskit-animation">\n{anim}\n</div>\n')
+    (out / "_viewer" / f"{name}.html").write_text(fragment(trace, "step", story.title), encoding="utf-8")
     plot.save(trace, out / "_figures" / f"{name}.png")
     plot.save(trace, out / "_figures" / f"{name}.svg")
     scenarios.write(trace, out / "_figures" / f"{name}.json")
@@ -182,23 +180,21 @@ def _story_page(name: str, story: Any, trace: Any) -> str:
 built: {len(trace)} steps. Write it yourself with* `python -m sesskit render {name} --out {name}.html`
 *(or `.png`, `.svg`, `.json`).*
 
-## Animation
+## Step through it
 
-Press ▶ to play it, or drag the slider: this player needs no kernel and loads nothing from the network.
+Drag the slider, press ← / → on the picture, or click a step or the timeline: every refcount and both
+caches as OpenSSL had them after that call, and why. `#step=N` in the address opens step N.
 
 ```{{raw}} html
-:file: _anim/{name}.html
+:file: _viewer/{name}.html
 ```
 
-## The last step
+## Figures and the trace
 
-The heap (left: SSLs and your pointers, sessions with refcount badges, the caches) beside every
-session's refcount over the steps.
-
-![{name}: the heap at the last step and the refcount timeline](_figures/{name}.png)
-
-The same figure as {{download}}`SVG <_figures/{name}.svg>`; the whole trace as
-{{download}}`JSON <_figures/{name}.json>` (load it with `sesskit.Trace.from_json`, plot it anywhere).
+The heap at the last step beside every session's refcount over the steps, as
+{{download}}`PNG <_figures/{name}.png>` or {{download}}`SVG <_figures/{name}.svg>` (matplotlib); the
+whole trace as {{download}}`JSON <_figures/{name}.json>` (load it with `sesskit.Trace.from_json`, or
+draw it with `python -m sesskit render {name}.json --out {name}.html`).
 
 ## Every step and why
 
@@ -234,17 +230,18 @@ def write_stories(app: Sphinx) -> None:
     workers = max(1, min(2, os.cpu_count() or 1, len(todo)))
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         for done in pool.map(render_story, todo, [str(out)] * len(todo), [key] * len(todo)):
-            logger.info(f"[sesskit] story {done}: animation and figures written")
+            logger.info(f"[sesskit] story {done}: viewer and figures written")
 
 
 def _write_index(out: Path) -> None:
     from sesskit import scenarios
 
     items = "\n".join(f"{n}" for n in scenarios.SCENARIOS)
-    text = f"""# Stories as animations
+    text = f"""# Stories
 
-Each story of the notebooks, played by `python -m sesskit render` when these pages were built, as a
-kernel-free animation and static figures.
+Each story of the notebooks, played on the real engine by `python -m sesskit render` when these pages
+were built: step through it in the page (no kernel, nothing loaded from elsewhere), or download its
+figures and trace.
 
 ```{{toctree}}
 :maxdepth: 1
@@ -255,6 +252,43 @@ kernel-free animation and static figures.
     path = out / "index.md"
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
+
+
+# -- one viewer module per page, no saved widget state ---------------------------------
+_WIDGET_STATE = re.compile(r'<script type="application/vnd\.jupyter\.widget-state\+json">.*?</script>\s*', re.S)
+
+
+def _keep_first(text: str, pattern: re.Pattern[str]) -> str:
+    seen = False
+
+    def once(m: re.Match[str]) -> str:
+        nonlocal seen
+        if seen:
+            return ""
+        seen = True
+        return m.group(0)
+
+    return pattern.sub(once, text)
+
+
+def slim_pages(app: Sphinx, exc: Exception | None) -> None:
+    """Each page keeps one copy of the viewer's module and CSS; saved widget state goes.
+
+    Every viewer output carries the module and CSS so that it also stands alone (a notebook saved as
+    HTML); the viewers' loader reads the first copy on the page.  The widget state myst-nb saves would
+    only feed ipywidgets' embed manager, which these pages do not load.
+    """
+    if exc is not None or app.builder.format != "html":
+        return
+    from sesskit.viewer.page import SOURCE_CLASS, STYLE_CLASS
+
+    source = re.compile(rf'<script type="text/plain" class="{SOURCE_CLASS}">.*?</script>\n?', re.S)
+    style = re.compile(rf'<style class="{STYLE_CLASS}">.*?</style>\n?', re.S)
+    for page in Path(app.outdir).rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        slim = _keep_first(_keep_first(_WIDGET_STATE.sub("", text), source), style)
+        if slim != text:
+            page.write_text(slim, encoding="utf-8")
 
 
 # -- the offline check -------------------------------------------------------------
@@ -342,5 +376,6 @@ def on_config_inited(app: Sphinx, config: Any) -> None:
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", on_config_inited)
     app.connect("builder-inited", write_stories)
+    app.connect("build-finished", slim_pages)
     app.connect("build-finished", check_offline)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
