@@ -255,7 +255,9 @@ figures and trace.
 
 
 # -- one viewer module per page, no saved widget state ---------------------------------
-_WIDGET_STATE = re.compile(r'<script type="application/vnd\.jupyter\.widget-state\+json">.*?</script>\s*', re.S)
+_WIDGET_STATE = re.compile(
+    r'<script type="application/vnd\.jupyter\.widget-state\+json">.*?</script>\s*', re.S
+)
 
 
 def _keep_first(text: str, pattern: re.Pattern[str]) -> str:
