@@ -497,7 +497,12 @@ class Model:
         self._stat("client", "connect")
         s = c.session
         if s is not None and not s.resumable:
-            self.note("{} is not resumable, so the client started a new session", s)
+            self.note(
+                "{} is not resumable, so the client did not offer it and started a new session: "
+                "its SSL let go of {} (-1, net 0 with SSL_set_session's +1)",
+                s,
+                s,
+            )
         if s is None or not s.resumable:
             s = self._new_session(c)
         ticket = s.ticket
@@ -553,11 +558,28 @@ class Model:
             )
             if from_cache:
                 self._remove(self.caches["server"], ret)
+                self.note(
+                    "the TLS <= 1.2 lookup removed the expired {} from the server cache (-1, marked not "
+                    "resumable) and dropped the reference the lookup took",
+                    ret,
+                )
             self._down(ret)
             return False
         x.session = ret
         self._touch(ret)
         self._stat("server", "hits")
+        if ticket is not None and not ticket.stateful:
+            self.note(
+                "the server decrypted the ticket into a fresh copy {} held by its SSL; hits +1 "
+                "(sess_hit counts ticket resumptions too, with nothing in the cache)",
+                ret,
+            )
+        else:
+            self.note(
+                "the server found {} in its cache: the reference the lookup took became its SSL's "
+                "session (+1); hits +1",
+                ret,
+            )
         return True
 
     def _server_hello(self, s: SSLObj, sid: int, ticket: Ticket | None) -> None:
@@ -575,7 +597,12 @@ class Model:
         assert c.session is not None
         if c.session.sid:
             self._stat("client", "misses")
-            self.note("{} was offered but not resumed (client misses +1)", c.session)
+            self.note(
+                "{} was offered but not resumed (client misses +1): the client started a new session and "
+                "its SSL dropped its reference to {} (-1, net 0 with SSL_set_session's +1)",
+                c.session,
+                c.session,
+            )
             self._new_session(c)
         if not self.tls13:
             c.session.sid = server_sid
