@@ -4,9 +4,9 @@ The test starts Voila on a free local port, opens the page in Debian's
 Chromium through Playwright (never ``playwright install``: the browser comes
 from apt), clicks SSL_connect, SSL_get1_session, SSL_free and SSL_SESSION_free,
 and checks after each click that the refcount text says what OpenSSL did and
-that the figure was redrawn.  A second test plays two exercises of notebook 08
-in predict mode (a right guess and a wrong one) and unfolds an answer.  On
-failure a screenshot is written to ``tests/artifacts/``.
+that the viewer drew the new step (its heap shows the same refcount).  A
+second test plays two exercises of notebook 08 in predict mode (a right guess
+and a wrong one) and unfolds an answer.  On failure a screenshot is written to ``tests/artifacts/``.
 
 Locally the test skips when Chromium (or Playwright/Voila) is missing; in CI
 (``CI=true``) it fails instead, because ``.ci/run`` installs them.
@@ -192,11 +192,15 @@ class StepperPage:
     def refcount(self) -> str:
         return str(self.root.locator(".sesskit-refcount").inner_text()).strip()
 
-    def figure(self) -> tuple[str, bytes]:
-        """The figure's image source (a fresh blob URL per redraw) and its pixels."""
-        fig = self.root.locator(".sesskit-figure")
-        src = fig.get_attribute("src") or ""
-        return src, bytes(fig.screenshot())
+    def figure(self) -> str:
+        """The step the viewer shows (its ``data-step``)."""
+        return str(self.root.locator(".sesskit-viewer").get_attribute("data-step"))
+
+    def drawn_refcount(self, label: str) -> str:
+        """The refcount the viewer's heap shows for session ``label``."""
+        return str(
+            self.root.locator(f'.sesskit-viewer [data-session="{label}"]').get_attribute("data-refcount")
+        )
 
     def click(self, name: str) -> None:
         button = self.root.locator(f"button.sesskit-btn-{name}")
@@ -231,20 +235,22 @@ class StepperPage:
         readout = self.root.locator(".sesskit-refcount")
         try:
             self.page.wait_for_function(
-                "([el, want]) => el.textContent.trim() === want", arg=[readout.element_handle(), text]
+                "([el, want]) => el.textContent.trim().startsWith(want)", arg=[readout.element_handle(), text]
             )
         except Exception as exc:
             raise AssertionError(f"refcount text is {self.refcount()!r}, expected {text!r}") from exc
 
-    def expect_new_figure(self, before: tuple[str, bytes]) -> tuple[str, bytes]:
-        fig = self.root.locator(".sesskit-figure")
-        if before[0]:
+    def expect_new_figure(self, before: str) -> str:
+        """Wait until the viewer shows the step after ``before`` (the kernel sent the new step)."""
+        viewer = self.root.locator(".sesskit-viewer")
+        want = str(int(before) + 1)
+        try:
             self.page.wait_for_function(
-                "([el, old]) => el.src && el.src !== old", arg=[fig.element_handle(), before[0]]
+                "([el, want]) => el.dataset.step === want", arg=[viewer.element_handle(), want]
             )
-        after = self.figure()
-        assert after[1] != before[1], "the figure did not change"
-        return after
+        except Exception as exc:
+            raise AssertionError(f"the viewer shows step {self.figure()}, expected {want}") from exc
+        return want
 
 
 def test_stepper_in_voila_clicks_through_a_session_life(voila_url: str, page: Any) -> None:
@@ -259,17 +265,20 @@ def test_stepper_in_voila_clicks_through_a_session_life(voila_url: str, page: An
         assert "sesskit" in status and "OpenSSL" in status, status
         body = page.locator("body").inner_text()
         assert "engine:" in body and "What to remember" in body  # the whole notebook rendered
-        stepper.root.locator(".sesskit-figure").wait_for(state="visible")
+        stepper.root.locator(".sesskit-viewer").wait_for(state="visible")
         assert stepper.refcount() == "nothing selected"
         fig = stepper.figure()
+        assert fig == "0"  # SSL_CTX_new
 
         stepper.click("connect")  # a full handshake; "acts on" becomes c1
         stepper.expect_refcount("S1 refcount = 1")
         fig = stepper.expect_new_figure(fig)
+        assert stepper.drawn_refcount("S1") == "1"
 
         stepper.click("get1")
         stepper.expect_refcount("S1 refcount = 2")
         fig = stepper.expect_new_figure(fig)
+        assert stepper.drawn_refcount("S1") == "2"
 
         stepper.click("free")  # dirty SSL_free of c1: S1 lives on through the get1 reference
         stepper.expect_refcount("c1: no session")
@@ -280,7 +289,7 @@ def test_stepper_in_voila_clicks_through_a_session_life(voila_url: str, page: An
         stepper.click("session-free")
         stepper.expect_refcount("S1 refcount = 0 (freed)")
         stepper.expect_new_figure(fig)
-        why = stepper.root.locator(".sesskit-why").inner_text()
+        why = stepper.root.locator(".sesskit-viewer [data-role=why]").inner_text()
         assert "SSL_SESSION_free" in why, why
         assert not stepper.root.locator(".sesskit-error").inner_text().strip()
 

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 import sesskit
-from sesskit.trace import Delta
 from sesskit.widgets import Stepper
 
 
@@ -31,7 +30,12 @@ def lab() -> Iterator[Any]:
 
 @pytest.fixture
 def stepper(lab: Any) -> Stepper:
-    return Stepper(lab, render="png")
+    return Stepper(lab)
+
+
+def at(stepper: Stepper) -> int:
+    """The step the readout describes: the last one while the viewer follows the lab."""
+    return len(stepper.lab.trace) - 1
 
 
 def select(stepper: Stepper, key: str) -> None:
@@ -61,16 +65,15 @@ def test_css_classes_for_browser_tests(stepper: Stepper) -> None:
         assert f"sesskit-btn-{name}" in classes
     for css in (
         "sesskit-stepper",
-        "sesskit-history",
-        "sesskit-why",
+        "sesskit-status",
         "sesskit-refcount",
         "sesskit-error",
-        "sesskit-figure",
         "sesskit-object",
         "sesskit-predict",
         "sesskit-resume",
     ):
         assert css in classes
+    assert stepper.viewer in list(_walk(stepper))  # the picture is the browser viewer
 
 
 def _walk(w: Any) -> Iterator[Any]:
@@ -85,16 +88,14 @@ def test_clicks_drive_the_lab_and_the_text_follows(lab: Any, stepper: Stepper) -
     assert [s.op for s in lab.trace] == ["SSL_CTX_new", "SSL_connect"]
     assert stepper.object.value == "ssl:c1"
     label = session_of(lab, "c1")
-    assert stepper.refcount.value == f"{label} refcount = {lab.trace.session(label).refcount}"
-    assert "SSL_connect" in stepper.why.value
-    assert stepper.history.value == stepper.history.max == 1
-    assert bytes(stepper.figure.value).startswith(b"\x89PNG")
+    assert stepper.refcount.value == f"{label} refcount = {lab.trace.session(label).refcount} at step 1"
+    assert stepper.viewer.trace["steps"] == lab.trace.to_dict()["steps"]  # the viewer has every step
 
     before = lab.trace.session(label).refcount
     stepper.buttons["get1"].click()
     assert lab.trace[-1].op == "SSL_get1_session"
     assert lab.trace.session(label).refcount == before + 1
-    assert stepper.refcount.value == f"{label} refcount = {before + 1}"
+    assert stepper.refcount.value == f"{label} refcount = {before + 1} at step {at(stepper)}"
     ref = lab.refs[-1]
     assert ref.kind == "get1"
     assert any(v == f"ref:{ref.id}" for _, v in stepper.object.options)
@@ -106,7 +107,35 @@ def test_clicks_drive_the_lab_and_the_text_follows(lab: Any, stepper: Stepper) -
     assert lab.trace[-1].op == "SSL_SESSION_free"
     assert lab.trace.ref(ref.id).released
     assert stepper.buttons["session-free"].disabled  # no double free from the widget
-    assert stepper.refcount.value == f"{label} refcount = {before}"
+    assert stepper.refcount.value == f"{label} refcount = {before} at step {at(stepper)}"
+
+
+def test_the_kernel_sends_only_the_new_steps(lab: Any, stepper: Stepper) -> None:
+    sent: list[dict[str, Any]] = []
+    stepper.viewer.send = sent.append  # what would travel to the browser
+    stepper.buttons["connect"].click()
+    stepper.buttons["get1"].click()
+    assert [m["type"] for m in sent] == ["append", "append"]
+    assert [[s["index"] for s in m["steps"]] for m in sent] == [[1], [2]]
+    assert [s["op"] for m in sent for s in m["steps"]] == ["SSL_connect", "SSL_get1_session"]
+    assert sent[1]["steps"][0]["why"] == lab.trace[2].why  # each step travels with its why
+    assert stepper.viewer.trace["steps"] == lab.trace.to_dict()["steps"]  # a reloaded page gets them all
+
+
+def test_a_stepper_needs_a_lab() -> None:
+    with pytest.raises(TypeError, match=r"Stepper needs a sesskit\.Lab"):
+        Stepper(None)  # type: ignore[arg-type]
+
+
+def test_static_html_only_when_the_docs_ask(lab: Any, stepper: Stepper, monkeypatch: Any) -> None:
+    stepper.buttons["connect"].click()
+    monkeypatch.delenv("SESSKIT_STATIC_HTML", raising=False)
+    data, _ = stepper._repr_mimebundle_()
+    assert "text/html" not in data and "application/vnd.jupyter.widget-view+json" in data
+    monkeypatch.setenv("SESSKIT_STATIC_HTML", "1")
+    data, _ = stepper._repr_mimebundle_()
+    page = data["text/html"]
+    assert "sesskit-static-mount" in page and '"op":"SSL_connect"' in page
 
 
 def test_buttons_enabled_only_when_they_make_sense(lab: Any, stepper: Stepper) -> None:
@@ -176,23 +205,24 @@ def test_history_scrubs_without_changing_the_lab(lab: Any, stepper: Stepper) -> 
     for name in ("connect", "read", "get1", "advance"):
         stepper.buttons[name].click()
     steps = lab.trace.to_json()
-    stepper.history.value = 1
+    stepper.viewer.step = 1  # the browser's slider writes this
     assert lab.trace.to_json() == steps
-    assert "SSL_connect" in stepper.why.value
-    assert "history" in stepper.position.value
     snap1 = lab.trace.snapshot(1)
     then = snap1.ssls["c1"].session
-    assert stepper.refcount.value == f"{then} refcount = {snap1.sessions[then].refcount}"
-    png_then = stepper.figure.value
-    stepper.history.value = stepper.history.max
-    assert stepper.figure.value != png_then
+    assert stepper.refcount.value == f"{then} refcount = {snap1.sessions[then].refcount} at step 1"
+    stepper.viewer.step = 0
+    assert stepper.refcount.value == "c1 does not exist yet at step 0"
+    stepper.viewer.step = -1
+    assert stepper.refcount.value.endswith(f"at step {at(stepper)}")
     assert lab.trace.to_json() == steps
-    assert "now" in stepper.position.value
-    # scrubbed back, an operation still acts on the live lab and shows its result
-    stepper.history.value = 0
-    stepper.buttons["get0"].click()
-    assert lab.trace[-1].op == "SSL_get0_session"
-    assert stepper.history.value == len(lab.trace) - 1
+
+
+def test_a_click_in_the_picture_selects_what_the_buttons_act_on(lab: Any, stepper: Stepper) -> None:
+    stepper.buttons["connect"].click()
+    stepper.viewer.selected = "ssl:s1"  # the browser writes this when the reader clicks s1
+    assert stepper.object.value == "ssl:s1"
+    stepper.viewer.selected = "session:S1"  # a session is not something the buttons act on
+    assert stepper.object.value == "ssl:s1"
 
 
 def test_predict_mode_says_right_or_wrong(lab: Any, stepper: Stepper) -> None:
@@ -214,33 +244,8 @@ def test_predict_mode_says_right_or_wrong(lab: Any, stepper: Stepper) -> None:
     assert stepper.verdict.value == ""
 
 
-def test_html_is_escaped(lab: Any, stepper: Stepper) -> None:
-    lab.trace.append("advance", "<b>x</b>", "<script>alert('why')</script>", Delta(time=lab.trace.time))
-    stepper.refresh()
-    assert "<script>" not in stepper.why.value
-    assert "&lt;script&gt;" in stepper.why.value
-    assert "<b>x</b>" not in stepper.why.value
-
-
-def test_the_figure_is_reused(lab: Any, stepper: Stepper) -> None:
-    fig = stepper._story.fig
-    for name in ("connect", "get1", "advance"):
-        stepper.buttons[name].click()
-    stepper.history.value = 1
-    assert stepper._story.fig is fig
-    assert stepper.last_render_ms > 0
-
-
 def test_lab_stepper(lab: Any) -> None:
     w = lab.stepper()
     assert isinstance(w, Stepper)
     w.buttons["connect"].click()
     assert lab.trace[-1].op == "SSL_connect"
-
-
-def test_ipympl_canvas_when_available(lab: Any) -> None:
-    pytest.importorskip("ipympl")
-    w = Stepper(lab, render="ipympl")
-    assert w.render_mode == "ipympl"
-    w.buttons["connect"].click()
-    assert "sesskit-figure" in w.figure._dom_classes
