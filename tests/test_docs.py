@@ -1,10 +1,10 @@
 """The documentation site: built with Sphinx + myst-nb, opened in headless Chromium with no network.
 
 The site is built (every notebook executed on the real engine, every story
-animated), served from 127.0.0.1, and every page is opened in Debian's
+recorded), served from 127.0.0.1, and every page is opened in Debian's
 Chromium through Playwright with all requests outside 127.0.0.1 aborted and
-recorded.  The pages must render, their saved widgets must draw without a
-kernel, an animation must play, and no request may leave the machine.
+recorded.  The pages must render, their viewers must draw and step without a
+kernel, the site must stay small, and no request may leave the machine.
 
 Needs npm (the build vendors its JavaScript from the npm registry) and
 /usr/bin/chromium; in CI (CI=true) a missing one fails the test, elsewhere it
@@ -42,7 +42,7 @@ def sphinx_build(out: Path, doctrees: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The site, built from scratch (every notebook executed, every story animated)."""
+    """The site, built from scratch (every notebook executed, every story recorded)."""
     if shutil.which("npm") is None:
         missing("npm is not installed (the docs build vendors its scripts with npm pack)")
     tmp = tmp_path_factory.mktemp("docs")
@@ -136,10 +136,19 @@ def test_the_build_vendors_every_asset(site: Path) -> None:
         sys.path.pop(0)
     assert external_loads(site) == {}
     static = site / "_static" / "vendor"
-    assert (static / "requirejs" / "require.js").is_file()
-    assert (static / "html-manager" / "embed-amd.js").is_file()
-    assert list((static / "html-manager").glob("*.woff2")), "Font Awesome fonts of the widgets"
     assert (static / "mathjax" / "tex-chtml.js").is_file()
+    for page in site.rglob("*.html"):  # the viewers draw with their own module: no embed manager
+        text = page.read_text()
+        assert "embed-amd.js" not in text and "widget-state+json" not in text, page
+        assert text.count('class="sesskit-viewer-src"') <= 1, f"{page}: the viewer module twice"
+
+
+def test_the_site_is_small(site: Path) -> None:
+    total = sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
+    print(f"\nsite: {total / 2**20:.1f} MiB")
+    assert total <= 15 * 2**20, f"the site weighs {total / 2**20:.1f} MiB"
+    for page in (site / "stories").glob("*.html"):
+        assert page.stat().st_size <= 200 * 1024, f"{page.name}: {page.stat().st_size} bytes"
 
 
 def test_every_notebook_and_story_has_a_page(site: Path) -> None:
@@ -153,8 +162,9 @@ def test_every_notebook_and_story_has_a_page(site: Path) -> None:
         assert "cell_output" in page.read_text(), f"{name}: no executed output"
     for name in scenarios.SCENARIOS:
         story = (site / "stories" / f"{name}.html").read_text()
-        assert "data:image/png;base64" in story, f"{name}: no animation frames"
-        assert (site / "_images" / f"{name}.png").is_file()
+        assert "sesskit-static-mount" in story, f"{name}: no viewer"
+        assert "data:image/png;base64" not in story, f"{name}: frames are gone"
+    assert len(list((site / "_downloads").rglob("*.png"))) >= len(scenarios.SCENARIOS)
     assert list((site / "_downloads").rglob("*.svg"))
     (trace_json,) = (site / "_downloads").rglob("tour.json")
     assert len(sesskit.Trace.from_json(trace_json.read_text())) > 3
@@ -193,14 +203,36 @@ def test_pages_render_offline_and_nothing_leaves_the_machine(
     assert not [u for u in browser_context.failed if "127.0.0.1" in u], browser_context.failed
 
 
-def test_saved_widgets_render_without_a_kernel(site: Path, server: str, browser_context: Offline) -> None:
+def drawn(page: Any) -> list[dict[str, Any]]:
+    """Every viewer on the page: the step it shows and the sessions its heap draws."""
+    return list(
+        page.evaluate(
+            """() => [...document.querySelectorAll('.sesskit-viewer')].map(v => ({
+                step: v.dataset.step,
+                sessions: Object.fromEntries([...v.querySelectorAll('[data-session]')].map(
+                    s => [s.dataset.session, [s.dataset.refcount, s.dataset.cache, s.dataset.freed]])),
+                why: (v.querySelector('[data-role=why]') || {}).textContent}))"""
+        )
+    )
+
+
+def test_notebook_pages_draw_their_viewers_without_a_kernel(
+    site: Path, server: str, browser_context: Offline
+) -> None:
     page = browser_context.open(f"{server}/notebooks/01_tour.html")
-    stepper = page.locator(".sesskit-stepper")
-    stepper.first.wait_for(state="visible", timeout=20000)
-    assert page.locator(".sesskit-btn-connect").count() >= 1
-    assert page.locator(".sesskit-stepper .widget-button").count() >= 5
-    drawn = page.locator(".sesskit-stepper img").evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
-    assert drawn and max(drawn) > 200, f"the saved figure did not draw: {drawn}"
+    page.locator(".sesskit-viewer").first.wait_for(state="visible", timeout=20000)
+    viewers = drawn(page)
+    mounts = page.locator(".sesskit-static-mount").count()
+    assert mounts >= 2 and len(viewers) == mounts  # lab.show() and the stepper's picture
+    shown = viewers[0]
+    assert shown["sessions"] and shown["why"], shown
+    # it steps without a kernel: the first step, then back to the last
+    first = page.locator(".sesskit-viewer").first
+    first.focus()
+    page.keyboard.press("Home")
+    assert drawn(page)[0]["step"] == "0" and drawn(page)[0]["sessions"] == {}
+    page.keyboard.press("End")
+    assert drawn(page)[0] == shown
     page.screenshot(path=str(site.parent / "01_tour.png"), full_page=False)
     page.close()
     assert browser_context.blocked == [], browser_context.blocked
@@ -215,20 +247,17 @@ def test_math_is_typeset_by_the_local_mathjax(site: Path, server: str, browser_c
     assert browser_context.blocked == [], browser_context.blocked
 
 
-def test_an_animation_plays(site: Path, server: str, browser_context: Offline) -> None:
-    page = browser_context.open(f"{server}/stories/tour.html")
-    img = page.locator(".sesskit-animation img").first
-    img.wait_for(state="visible", timeout=10000)
-    first = img.get_attribute("src")
-    assert first and first.startswith("data:image/png;base64")
-    slider = page.locator(".sesskit-animation input[type=range]").first
-    assert slider.input_value() == "0"
-    page.locator(".sesskit-animation button[onclick*='play_animation']").first.click()
-    deadline = time.monotonic() + 15
-    while img.get_attribute("src") == first and time.monotonic() < deadline:
-        page.wait_for_timeout(200)
-    assert img.get_attribute("src") != first, "the animation did not advance"
-    assert slider.input_value() != "0"
+def test_a_story_page_steps_and_matches_its_trace(site: Path, server: str, browser_context: Offline) -> None:
+    (trace_json,) = (site / "_downloads").rglob("tour.json")
+    trace = sesskit.Trace.from_json(trace_json.read_text())
+    page = browser_context.open(f"{server}/stories/tour.html#step=3")
+    page.locator(".sesskit-viewer").first.wait_for(state="visible", timeout=10000)
+    (viewer,) = drawn(page)
+    assert viewer["step"] == "3"
+    snap = trace.snapshot(3)
+    live = {k: [str(s.refcount), s.cache or "none", "false"] for k, s in snap.sessions.items() if not s.freed}
+    assert {k: v for k, v in viewer["sessions"].items() if v[2] == "false"} == live
+    assert viewer["why"] == trace[3].why
     page.screenshot(path=str(site.parent / "tour_story.png"), full_page=False)
     page.close()
     assert browser_context.blocked == [], browser_context.blocked
