@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import engine_unavailable
 
 import sesskit
 from sesskit import scenarios
+from sesskit.viewer.page import asset
 
 ROOT = Path(__file__).resolve().parent.parent
 STORIES = {
@@ -74,6 +77,14 @@ def test_svg_of_one_step(tmp_path: Path) -> None:
     assert "ref:#2" not in ids
 
 
+def inlined_traces(page: str) -> list[dict[str, Any]]:
+    """The traces a static page carries, as the loader reads them (JSON inside each mount)."""
+    found = re.findall(
+        r'<div class="sesskit-static-mount"[^>]*><script type="application/json">(.*?)</script>', page, re.S
+    )
+    return [json.loads(text) for text in found]
+
+
 def test_html_is_self_contained(tmp_path: Path) -> None:
     out = tmp_path / "tickets.html"
     r = render("tls13-tickets", "--out", str(out), "--engine", "model")
@@ -83,10 +94,29 @@ def test_html_is_self_contained(tmp_path: Path) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I), "external asset"
     assert "http://" not in page and "https://" not in page
     assert "<link" not in page
-    assert not re.search(r"<script[^>]*\bsrc=", page)
-    assert "@import" not in page and "url(" not in page
-    frames = page.count("data:image/png;base64")
-    assert frames == len(scenarios.run("tls13-tickets", "model"))
+    assert not re.search(r"<script[^>]*\bsrc=", page), "a script loaded from a file or host"
+    assert "@import" not in page
+    assert not re.search(r"url\(\s*['\"]?\s*(https?:|//|file:)", page), "a CSS url() leaving the page"
+    # the viewer travels inside the page, with the trace it draws
+    assert asset("viewer.js") in page and asset("viewer.css") in page
+    (data,) = inlined_traces(page)
+    shown = sesskit.Trace.from_dict(data)
+    fresh = scenarios.run("tls13-tickets", "model")
+    assert refcounts(shown) == refcounts(fresh)
+    assert [s.why for s in shown] == [s.why for s in fresh]
+    assert scenarios.get("tls13-tickets").title in page
+
+
+def test_html_of_a_saved_trace(tmp_path: Path) -> None:
+    saved = tmp_path / "saved.json"
+    trace = scenarios.run("get0-vs-get1", "model")
+    saved.write_text(trace.to_json())
+    out = tmp_path / "saved.html"
+    r = render(str(saved), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "saved.json" in r.stdout
+    (data,) = inlined_traces(out.read_text())
+    assert sesskit.Trace.from_dict(data) == trace
 
 
 def test_json_matches_a_fresh_run(tmp_path: Path) -> None:
@@ -108,7 +138,7 @@ def test_json_matches_a_fresh_run(tmp_path: Path) -> None:
         (["tour", "--out", "x.gif"], "the suffix picks the format"),
         (["tour", "--out", "x.json", "--step", "1"], "applies to .png and .svg only"),
         (["tour", "--out", "x.png", "--step", "99"], "step 99 is outside this trace"),
-        (["tour"], "needs a SCENARIO and --out FILE"),
+        (["tour"], "needs a STORY or TRACE.json and --out FILE"),
     ],
 )
 def test_bad_requests_exit_2_with_a_message(tmp_path: Path, args: list[str], message: str) -> None:
@@ -132,6 +162,70 @@ def test_each_story_plays_and_the_model_agrees_with_libssl(name: str) -> None:
     assert [s.changes for s in real] == [s.changes for s in model], "the model mispredicts this story"
 
 
-def test_offline_jshtml_refuses_unknown_network_assets() -> None:
-    with pytest.raises(ValueError, match="network resource"):
-        scenarios.offline_jshtml('<script src="https://example.invalid/x.js"></script>')
+def bad_out(tmp_path: Path, case: str) -> tuple[Path, str]:
+    """An --out path that cannot be written, and the start of what the command must say about it."""
+    if case == "missing folder":
+        return tmp_path / "no-such-folder" / "x.html", "does not exist"
+    if case == "a folder":
+        (tmp_path / "x.html").mkdir()
+        return tmp_path / "x.html", "it is a folder"
+    (tmp_path / "notes.txt").write_text("a file, not a folder\n")
+    return tmp_path / "notes.txt" / "deeper" / "x.html", "is a file, not a folder"
+
+
+BAD_OUT = ["missing folder", "a folder", "under a file"]
+
+
+@pytest.mark.parametrize("case", BAD_OUT)
+def test_an_unwritable_out_exits_2_in_one_line(tmp_path: Path, case: str) -> None:
+    out, message = bad_out(tmp_path, case)
+    before = sorted(tmp_path.rglob("*"))
+    r = render("tour", "--out", str(out), "--engine", "model")
+    assert r.returncode == 2
+    assert message in r.stderr and str(out) in r.stderr
+    assert len(r.stderr.splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stdout == ""
+    assert sorted(tmp_path.rglob("*")) == before, "nothing written"
+
+
+@pytest.mark.parametrize("case", BAD_OUT)
+def test_an_unwritable_out_is_refused_before_the_story_runs(
+    tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sesskit.__main__ import main
+
+    ran: list[str] = []
+
+    def no_run(self: scenarios.Scenario, engine: str = "auto") -> sesskit.Trace:
+        ran.append(self.name)
+        raise AssertionError("the story ran before --out was checked")
+
+    monkeypatch.setattr(scenarios.Scenario, "run", no_run)
+    out, message = bad_out(tmp_path, case)
+    assert main(["render", "tour", "--out", str(out), "--engine", "libssl"]) == 2
+    assert ran == []
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is not JSON\n", "is not a sesskit trace"),
+        (b'{"format": 1, "meta": {}, "steps": [\xff\xfe]}', "is not a sesskit trace: not UTF-8 text"),
+        (b'{"format": 1, "meta": {}, "steps": [{"op": "SSL_new"}]}', "is not a sesskit trace"),
+        (b'{"format": 99, "meta": {}, "steps": []}', "is not a sesskit trace"),
+        (b"[1, 2, 3]", "is not a sesskit trace"),
+    ],
+    ids=["not-json", "not-utf8", "malformed-step", "wrong-format", "not-an-object"],
+)
+def test_a_file_that_is_not_a_trace_exits_2_in_one_line(tmp_path: Path, content: bytes, message: str) -> None:
+    source = tmp_path / "broken.json"
+    source.write_bytes(content)
+    out = tmp_path / "out.html"
+    r = render(str(source), "--out", str(out))
+    assert r.returncode == 2
+    assert message in r.stderr and "broken.json" in r.stderr
+    assert len(r.stderr.splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
