@@ -12,6 +12,7 @@ from matplotlib.colors import to_hex
 from matplotlib.patches import FancyArrowPatch
 
 from sesskit import plot
+from sesskit.plot._style import DANGLING, MIN_PT
 from sesskit.trace import CacheState, Delta, RefState, SessionState, SSLState, Trace
 
 
@@ -137,17 +138,52 @@ def synthetic_trace(n_steps: int, seed: int = 1) -> Trace:
     return t
 
 
-def make_lab() -> Any:
-    """A lab on the model engine, else on the system libssl (without the model's explanations)."""
+def lab_or_skip(engine: str, **config: Any) -> Any:
     import sesskit
 
     try:
-        return sesskit.Lab(engine="model")
-    except ImportError:
-        try:
-            return sesskit.Lab(engine="libssl", explain=False)
-        except (ImportError, OSError, sesskit.SesskitError) as exc:
-            pytest.skip(f"no engine available: {exc}")
+        return sesskit.Lab(engine=engine, **config)
+    except (ImportError, OSError, sesskit.SesskitError) as exc:
+        pytest.skip(f"no {engine} engine here: {exc}")
+
+
+def many_sessions_trace(engine: str, links: int = 8) -> Trace:
+    """A real lab with 2 x ``links`` sessions: TLS 1.2 handshakes, get0/get1, frees, a cache flush."""
+    with lab_or_skip(engine, tls="1.2", tickets=False, timeout=100) as lab:
+        held = []
+        for k in range(links):
+            link = lab.connect()
+            link.client.get0_session()
+            if k % 2:
+                held.append(link.server.get1_session())
+            if k % 3 == 0:
+                link.client.free()
+        lab.advance(150)
+        lab.flush()
+        for ref in held[:2]:
+            ref.free()
+        return lab.trace
+
+
+def auto_flush_trace(engine: str = "model") -> Trace:
+    """Notebook 04's auto-flush lab: 254 handshakes, 20 s, two more: 258 steps, 512 sessions."""
+    with lab_or_skip(engine, tls="1.2", tickets=False, timeout=10) as lab:
+        for _ in range(254):
+            lab.connect()
+        lab.advance(20)
+        lab.connect()
+        lab.connect()
+        return lab.trace
+
+
+@pytest.fixture(scope="module")
+def lab13() -> Trace:
+    return many_sessions_trace("libssl")
+
+
+@pytest.fixture(scope="module")
+def long_trace() -> Trace:
+    return auto_flush_trace("model")
 
 
 # -- helpers -------------------------------------------------------------------
@@ -178,6 +214,56 @@ def render(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def drawn_texts(fig: Any) -> list[Any]:
+    """The visible, non-empty texts of ``fig`` after a draw (at its own size and dpi)."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    ticks = {
+        id(label)
+        for ax in fig.axes
+        for axis in (ax.xaxis, ax.yaxis)
+        for tick in (*axis.get_major_ticks(), *axis.get_minor_ticks())
+        for label in (tick.label1, tick.label2)
+    }
+    texts = [t for t in fig.findobj(Text) if id(t) not in ticks and t.get_visible() and t.get_text().strip()]
+    return texts + tick_labels(fig)
+
+
+def overlapping(texts: list[Any], fig: Any) -> list[tuple[str, str]]:
+    """Pairs of texts whose drawn boxes overlap (by more than half a point)."""
+    renderer = fig.canvas.get_renderer()
+    shrink = 0.5 * fig.dpi / 72
+    boxes = [(t.get_text(), t.get_window_extent(renderer).padded(-shrink)) for t in texts]
+    return [(a, b) for k, (a, box) in enumerate(boxes) for b, other in boxes[k + 1 :] if box.overlaps(other)]
+
+
+def tick_labels(fig: Any) -> list[Any]:
+    """The tick labels drawn (ticks outside the view limits are not)."""
+    drawn = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks():
+                if lo <= tick.get_loc() <= hi and tick.label1.get_visible() and tick.label1.get_text():
+                    drawn.append(tick.label1)
+    return drawn
+
+
+def assert_readable(fig: Any) -> None:
+    """Every text at least 9 pt and inside the figure; no two tick labels overlap."""
+    texts = drawn_texts(fig)
+    small = {t.get_text(): t.get_size() for t in texts if t.get_size() < 9}
+    assert not small, small
+    renderer, page = fig.canvas.get_renderer(), fig.bbox.padded(1)
+    outside = [t.get_text() for t in texts if not page.contains(*t.get_window_extent(renderer).p0)]
+    outside += [t.get_text() for t in texts if not page.contains(*t.get_window_extent(renderer).p1)]
+    assert not outside, outside
+    ticks = tick_labels(fig)
+    assert ticks
+    assert not overlapping(ticks, fig)
 
 
 @pytest.fixture(scope="module")
@@ -295,10 +381,12 @@ def test_renders_readably_at_5_and_500_steps(n: int) -> None:
         assert text == ops[int(tick)]
     legend_texts = [x.get_text() for x in ax_ref.get_legend().get_texts()]
     sessions = one(fig, "timeline:refcount").sesskit_labels
-    if len(sessions) <= 12:
+    if len(sessions) <= 60:
         assert set(sessions) <= set(legend_texts)
     else:
         assert not set(sessions) & set(legend_texts)
+        assert f"{len(sessions)} sessions" in ax_ref.get_legend().get_title().get_text()
+    assert_readable(fig)
 
 
 def test_timeline_into_given_axes() -> None:
@@ -335,10 +423,10 @@ def test_dangling_arrows_are_red_to_a_ghost_and_get0_is_dashed() -> None:
     found = arrows(fig)
     assert set(found) == {"ref:ssl:s1->S2", "ref:cache:server->S2", "ref:get0:#1->S1", "ref:get1:#2->S2"}
     dangling = found["ref:get0:#1->S1"]
-    assert to_hex(dangling.get_edgecolor()) == plot._DANGLING
+    assert to_hex(dangling.get_edgecolor()) == DANGLING
     assert dangling.get_linestyle() in ("--", "dashed")
     assert found["ref:get1:#2->S2"].get_linestyle() in ("-", "solid")
-    assert to_hex(found["ref:get1:#2->S2"].get_edgecolor()) != plot._DANGLING
+    assert to_hex(found["ref:get1:#2->S2"].get_edgecolor()) != DANGLING
     one(fig, "ghost:S1")
     assert not by_gid(fig, "session:S1") and not by_gid(fig, "ssl:c1")
 
@@ -353,7 +441,7 @@ def test_heap_counts_every_reference_on_a_long_story() -> None:
         assert len(arrows(fig)) == len(live_ssl) + cached + len(snap.refs)
         for gid, arrow in arrows(fig).items():
             target = gid.split("->")[1]
-            is_red = to_hex(arrow.get_edgecolor()) == plot._DANGLING
+            is_red = to_hex(arrow.get_edgecolor()) == DANGLING
             assert is_red == snap.sessions[target].freed, gid
 
 
@@ -427,18 +515,6 @@ def test_no_pyplot_figures_are_left_behind() -> None:
     assert plt.get_fignums() == before
 
 
-def test_lab_show_returns_a_figure() -> None:
-    from matplotlib.figure import Figure
-
-    lab = make_lab()
-    with lab:
-        link = lab.connect()
-        link.client.get1_session()
-        fig = lab.show()
-        assert isinstance(fig, Figure)
-        render(fig)
-
-
 def test_layered_story_figure_redraws_without_piling_up_artists() -> None:
     t = synthetic_trace(30, seed=11)
     story = plot.StoryFigure(figsize=(13, 5.2), dpi=80, layered=True)
@@ -482,3 +558,136 @@ def test_layered_png_draws_the_heap_as_a_plain_draw_does() -> None:
         assert np.abs(a - b).max() < 96, f"step {step}"
         assert np.abs(fast[:h, :right] - plain[:h, :right]).mean() < 2.5, f"step {step}"
         assert (plain[:, :right] < 128).any(axis=2).sum() > 2000  # the heap is really there
+
+
+# -- readable at the size it is saved ---------------------------------------------------
+def test_a_real_lab_has_13_sessions_or_more(lab13: Trace) -> None:
+    assert len(lab13.snapshot().sessions) >= 13
+
+
+@pytest.mark.parametrize("where", ["heap", "overview"])
+def test_heap_text_is_9pt_or_more_and_apart(lab13: Trace, long_trace: Trace, where: str) -> None:
+    """At the figure's own size: no heap text under 9 pt, none off the figure, no two on each other."""
+    for trace, step in ((lab13, -1), (lab13, len(lab13) // 2), (long_trace, -2), (long_trace, -1)):
+        snap = trace.snapshot(step)
+        fig = plot.heap(snap) if where == "heap" else plot.overview(trace, step)
+        heap_ax = next(ax for ax in fig.axes if ax.get_label() == "sesskit-heap")
+        texts = [t for t in drawn_texts(fig) if t.axes is heap_ax]
+        assert len(texts) > 10
+        assert min(t.get_size() for t in texts) >= MIN_PT
+        assert not overlapping(texts, fig)
+        page = fig.bbox.padded(1)
+        renderer = fig.canvas.get_renderer()
+        for t in texts:
+            box = t.get_window_extent(renderer)
+            assert page.contains(*box.p0) and page.contains(*box.p1), t.get_text()
+        assert_readable(fig) if where == "overview" else None
+
+
+def test_a_heap_too_big_to_draw_counts_what_it_leaves_out(long_trace: Trace) -> None:
+    """255 cached sessions: the figure stays a picture (not 255 rows of tiny text), the rest is counted."""
+    snap = long_trace.snapshot(-2)
+    members = snap.caches["server"].members
+    assert len(members) == 255
+    fig = plot.heap(snap)
+    assert fig.get_figheight() < 12
+    drawn = [m for m in members if by_gid(fig, f"cache-member:server:{m}")]
+    assert 0 < len(drawn) < len(members)
+    notes = [t.get_text() for t in drawn_texts(fig)]
+    assert f"… {len(members) - len(drawn)} more" in notes
+    live = [k for k, v in snap.sessions.items() if not v.freed]
+    shown = [k for k in live if by_gid(fig, f"session:{k}")]
+    assert f"… and {len(live) - len(shown)} more" in notes
+
+
+def test_heap_in_small_given_axes_keeps_its_text_size(lab13: Trace) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 3))
+    ax = fig.add_subplot(1, 1, 1)
+    plot.heap(lab13.snapshot(), ax=ax)
+    texts = drawn_texts(fig)
+    assert min(t.get_size() for t in texts) >= MIN_PT
+    assert any(t.get_text().startswith("… and") for t in texts)
+
+
+def test_legend_names_every_session_beyond_12(lab13: Trace) -> None:
+    fig = plot.timeline(lab13, step=-1)
+    ax_ref = fig.axes[0]
+    legend = ax_ref.get_legend()
+    names = [t.get_text() for t in legend.get_texts()]
+    sessions = list(lab13.snapshot().sessions)
+    assert len(sessions) >= 13 and sorted(names, key=lambda x: int(x[1:])) == sorted(
+        sessions, key=lambda x: int(x[1:])
+    )
+    for text, handle in zip(legend.get_texts(), legend.legend_handles, strict=True):
+        assert to_hex(handle.get_color()) == plot.session_color(text.get_text())
+    assert_readable(fig)
+    # beside the panels, within the figure, clear of the other legend
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = legend.get_window_extent(renderer)
+    assert box.x0 >= ax_ref.get_window_extent(renderer).x1
+    assert fig.bbox.contains(box.x1, box.y0)
+    key = fig.axes[1].get_legend().get_window_extent(renderer)
+    assert not box.overlaps(key)
+
+
+def test_the_nudge_is_explained_in_a_note(lab13: Trace) -> None:
+    import re
+
+    fig = plot.timeline(lab13)
+    offsets = one(fig, "timeline:refcount").sesskit_offsets
+    assert len({round(o, 6) for o in offsets}) > 1  # the lines really are nudged
+    note = one(fig, "timeline:nudge-note")
+    said = float(re.search(r"±([0-9.]+)", note.get_text()).group(1))
+    assert max(abs(o) for o in offsets) <= said + 1e-9
+    assert note.get_size() >= MIN_PT
+    texts = drawn_texts(fig)
+    assert note in texts and not overlapping(texts, fig)
+
+
+def test_258_steps_readable_at_the_default_size(long_trace: Trace) -> None:
+    assert len(long_trace) == 258
+    for fig in (plot.timeline(long_trace, step=-1), plot.overview(long_trace)):
+        assert_readable(fig)
+        ax_cache = next(ax for ax in fig.axes if ax.get_label() == "sesskit-timeline-cache")
+        ticks, labels = ax_cache.get_xticks(), [lb.get_text() for lb in ax_cache.get_xticklabels()]
+        assert len(ticks) >= 20  # labelled often enough to follow
+        assert labels == [long_trace[int(i)].op for i in ticks]
+        assert fig.get_figwidth() <= 26
+
+
+def test_a_window_of_a_long_trace_labels_every_step(long_trace: Trace) -> None:
+    fig = plot.timeline(long_trace, steps=range(230, 258), step=256)
+    ax_cache = fig.axes[1]
+    assert ax_cache.get_xlim() == (229.5, 257.5)
+    assert list(ax_cache.get_xticks()) == list(range(230, 258))
+    assert [lb.get_text() for lb in ax_cache.get_xticklabels()] == [long_trace[i].op for i in range(230, 258)]
+    assert_readable(fig)
+    with pytest.raises(ValueError, match="outside this trace"):
+        plot.timeline(long_trace, steps=range(250, 300))
+    with pytest.raises(ValueError, match="empty"):
+        plot.timeline(long_trace, steps=range(0))
+
+
+def test_a_window_names_only_the_sessions_alive_in_it(lab13: Trace) -> None:
+    n = len(lab13)
+    fig = plot.timeline(lab13, steps=range(n - 4, n))
+    names = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
+    snaps = [lab13.snapshot(i) for i in range(n - 4, n)]
+    alive = {k for s in snaps for k, v in s.sessions.items()} - {
+        k for k, v in lab13.snapshot(n - 5).sessions.items() if v.freed
+    }
+    assert names == alive
+
+
+def test_saved_files_are_readable_at_their_size(lab13: Trace, tmp_path: Any) -> None:
+    from PIL import Image
+
+    path = plot.save(lab13, tmp_path / "lab.png")
+    fig = plot.overview(lab13)
+    with Image.open(path) as im:
+        expected = (fig.get_figwidth() * 110, fig.get_figheight() * 110)
+        assert all(abs(got - want) <= 1 for got, want in zip(im.size, expected, strict=True))
+    assert_readable(fig)
