@@ -496,15 +496,6 @@ def test_save_png_and_svg(tmp_path: Any) -> None:
         plot.save(t, tmp_path / "story.jpg")
 
 
-def test_animate_to_jshtml() -> None:
-    from matplotlib.animation import FuncAnimation
-
-    anim = plot.animate(small_trace(), interval=200)
-    assert isinstance(anim, FuncAnimation)
-    html = anim.to_jshtml()
-    assert html.count("data:image/png;base64") == len(small_trace())
-
-
 def test_no_pyplot_figures_are_left_behind() -> None:
     import matplotlib.pyplot as plt
 
@@ -513,51 +504,6 @@ def test_no_pyplot_figures_are_left_behind() -> None:
     plot.heap(small_trace().snapshot())
     plot.overview(small_trace())
     assert plt.get_fignums() == before
-
-
-def test_layered_story_figure_redraws_without_piling_up_artists() -> None:
-    t = synthetic_trace(30, seed=11)
-    story = plot.StoryFigure(figsize=(13, 5.2), dpi=80, layered=True)
-    story.show(t)
-    first = story.png()
-    assert first.startswith(b"\x89PNG")
-    extra = synthetic_trace(60, seed=11)
-    for i in range(30, 60):
-        t.append(extra[i].op, extra[i].target, extra[i].why, extra[i].changes)
-        story.show(t, i - 3)
-        story.png()
-    assert len(story.ax_ref.collections) == 4  # cache bands, refcount lines, freed and dangling marks
-    assert len(story.ax_cache.lines) == 2 + len(story._lines)
-    assert len(story.ax_cache.texts) <= 6  # labels of steps newer than the static layer
-    lines = one(story.fig, "timeline:refcount")
-    assert set(lines.sesskit_labels) == set(t.snapshot().sessions)
-    assert story.step == 56
-
-
-def test_layered_png_draws_the_heap_as_a_plain_draw_does() -> None:
-    """The Stepper's PNG (cached text, stamped boxes, kept pixels) looks like an ordinary Agg draw."""
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from PIL import Image
-
-    t = synthetic_trace(60, seed=4)
-    story = plot.StoryFigure(figsize=(13, 5.2), dpi=80, layered=True)
-    for step in (10, 59, 30, 59):  # new heaps, and one seen before (kept pixels)
-        story.show(t, step)
-        fast = np.asarray(Image.open(io.BytesIO(story.png())).convert("RGB"), dtype=int)
-        fig = Figure(figsize=(13, 5.2), dpi=80)
-        FigureCanvasAgg(fig)
-        plot.StoryFigure(fig).show(t, step)
-        fig.canvas.draw()
-        plain = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].astype(int)
-        right = int(story.ax_heap.bbox.x1) // 3 * 3  # the heap (the layered timeline leaves room)
-        h = fast.shape[0] // 3 * 3
-        # Cached pictures sit up to half a pixel off: compare 3x3 averages, and the mean.
-        a, b = (x[:h, :right].reshape(h // 3, 3, right // 3, 3, 3).mean(axis=(1, 3)) for x in (fast, plain))
-        assert np.abs(a - b).max() < 96, f"step {step}"
-        assert np.abs(fast[:h, :right] - plain[:h, :right]).mean() < 2.5, f"step {step}"
-        assert (plain[:, :right] < 128).any(axis=2).sum() > 2000  # the heap is really there
 
 
 # -- readable at the size it is saved ---------------------------------------------------

@@ -35,16 +35,13 @@ Artists carry ``gid`` s so tests (and curious users) can find them:
 
 from __future__ import annotations
 
-from ._story import StoryFigure, animate
 from ._style import session_color
 from .export import overview, save
 from .heap import heap
 from .timeline import TimelineData, timeline, timeline_data
 
 __all__ = [
-    "StoryFigure",
     "TimelineData",
-    "animate",
     "heap",
     "overview",
     "save",

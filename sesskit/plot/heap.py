@@ -47,21 +47,6 @@ def _pick(snap: Snapshot, max_dangling: int | None) -> tuple[list[Any], list[Ref
     return ssls, refs, live + ghosts
 
 
-def heap_key(snap: Snapshot, max_dangling: int | None = 4) -> tuple[Any, ...]:
-    """Everything :func:`draw_heap` shows of ``snap`` but the title: equal keys, equal pictures."""
-    ssls, refs, labels = _pick(snap, max_dangling)
-    hidden = sum(r.dangling for r in snap.refs.values()) - sum(r.dangling for r in refs)
-    caches = tuple((c.size, c.members) for c in (snap.caches["client"], snap.caches["server"]))
-    return (
-        tuple(ssls),
-        tuple(refs),
-        tuple(labels),
-        tuple(snap.sessions.get(x) for x in labels),
-        hidden,
-        caches,
-    )
-
-
 def _holder_text(obj: Any) -> str:
     if isinstance(obj, RefState):
         kind = obj.kind + (" (released)" if obj.released else "")
@@ -228,12 +213,6 @@ def _fit(texts: Sequence[str], room: float) -> int:
         if used > room:
             return k
     return len(texts)
-
-
-def clear(ax: Axes) -> None:
-    """Empty an axes without ``ax.clear()`` (which rebuilds its axis machinery: slow)."""
-    for artist in [*ax.texts, *ax.patches, *ax.lines, *ax.collections, *ax.artists]:
-        artist.remove()
 
 
 def draw_heap(ax: Axes, snap: Snapshot, title: str | None, max_dangling: int | None = 4) -> None:

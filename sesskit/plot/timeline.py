@@ -321,16 +321,14 @@ def draw_timeline(
     ax_cache: Axes,
     data: TimelineData,
     step: int | None,
-    span: int | None = None,
-    cache_top: int | None = None,
     window: tuple[int, int] | None = None,
 ) -> list[int]:
-    """Draw a timeline of ``window`` (default: ``[0, span)``, span the trace's length); the ticks."""
-    start, stop = window if window is not None else (0, max(data.n, span or 1))
+    """Draw a timeline of the steps ``[start, stop)`` of ``window`` (default: all); returns the ticks."""
+    start, stop = window if window is not None else (0, max(data.n, 1))
     ax_ref.set_label("sesskit-timeline-refcount")
     ax_cache.set_label("sesskit-timeline-cache")
     draw_timeline_data(ax_ref, ax_cache, data)
-    _draw_cache_axis(ax_cache, cache_top if cache_top is not None else cache_top_of(data))
+    _draw_cache_axis(ax_cache, cache_top_of(data))
     for a in (ax_ref, ax_cache):
         a.set_xlim(start - 0.5, stop - 0.5)
         a.grid(axis="y", color="#e6e6e6", linewidth=0.8)
@@ -350,7 +348,7 @@ def draw_timeline(
     if len(named) <= MAX_LEGEND:
         _session_legend(ax_ref, named, None)
     else:
-        _session_legend(ax_ref, [], f"{len(named)} sessions:\ntoo many to name\n(draw fewer steps)")
+        _session_legend(ax_ref, [], f"{len(named)} sessions\n(over {MAX_LEGEND}: not named)")
     _key_legend(ax_cache)
     if step is not None and data.n:
         _highlight(ax_ref, ax_cache, data, step, ticks)
@@ -407,11 +405,6 @@ def _refcount_series(data: TimelineData) -> tuple[list[str], list[Any], list[Any
     return colors, paths, bands, band_colors
 
 
-def series_style(data: TimelineData) -> tuple[bool, bool]:
-    """What the line widths and mark sizes depend on."""
-    return len(data.labels) > 40, len(data.labels) < 300
-
-
 def _draw_refcount_lines(ax: Axes, data: TimelineData, many: bool) -> list[Any]:
     colors, paths, bands, band_colors = _refcount_series(data)
     band_width = 3.0 if many else 9.0
@@ -431,27 +424,6 @@ def _draw_refcount_lines(ax: Axes, data: TimelineData, many: bool) -> list[Any]:
 def _label_lines(lines: LineCollection, data: TimelineData) -> None:
     lines.sesskit_labels = list(data.labels)  # type: ignore[attr-defined]
     lines.sesskit_offsets = [lane_offset(label) for label in data.labels]  # type: ignore[attr-defined]
-
-
-def update_timeline_data(artists: list[Any], data: TimelineData) -> None:
-    """Put ``data`` into the artists :func:`draw_timeline_data` made (same style), in place."""
-    coll_band, lines, pts, dang, *cache_lines = artists
-    colors, paths, bands, band_colors = _refcount_series(data)
-    coll_band.set_segments(bands)
-    coll_band.set_color(band_colors)
-    lines.set_segments(paths)
-    lines.set_color(colors)
-    _label_lines(lines, data)
-    freed = _freed_marks(data)
-    pts.set_offsets(np.asarray([f[:2] for f in freed], float).reshape(-1, 2))
-    if freed:
-        pts.set_facecolor([f[2] for f in freed])
-    dang.set_offsets(np.asarray([(d[0], -0.55) for d in data.dangling], float).reshape(-1, 2))
-    dang.sesskit_refs = [(d[1], d[2]) for d in data.dangling]
-    for line in cache_lines:
-        side = line.get_gid().rsplit(":", 1)[1]
-        verts = np.asarray(_step_path(data.cache_sizes.get(side, [(0, 0)]), data.n - 0.5))
-        line.set_data(verts[:, 0], verts[:, 1])
 
 
 def _freed_marks(data: TimelineData) -> list[tuple[int, float, str]]:
@@ -515,7 +487,7 @@ def _draw_cache_axis(ax: Axes, top: int) -> None:
 
 def tick_stride(n: int, width_pt: float) -> int:
     """Label every k-th of ``n`` steps so that labels ``_PITCH_PT`` apart fit in ``width_pt``."""
-    room = max(1, int(width_pt / _PITCH_PT))
+    room = max(1, int(width_pt / _PITCH_PT + 1e-6))
     if n <= room:
         return 1
     for nice in (2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000):
