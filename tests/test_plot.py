@@ -176,9 +176,10 @@ def auto_flush_trace(engine: str = "model") -> Trace:
         return lab.trace
 
 
-@pytest.fixture(scope="module")
-def lab13() -> Trace:
-    return many_sessions_trace("libssl")
+@pytest.fixture(scope="module", params=["model", "libssl"])
+def lab13(request: Any) -> Trace:
+    """18 sessions from a real lab, on the model and on the system libssl."""
+    return many_sessions_trace(request.param)
 
 
 @pytest.fixture(scope="module")
