@@ -69,7 +69,9 @@ class Lab:
     tickets : bool
         False sets ``SSL_OP_NO_TICKET`` on the server: a stateful server cache.
     client_cache : bool
-        True adds ``SSL_SESS_CACHE_CLIENT`` to the client context's cache mode.
+        True sets the client context's cache mode to ``SSL_SESS_CACHE_CLIENT``.
+        False leaves OpenSSL's default mode, ``SSL_SESS_CACHE_SERVER``, which
+        caches nothing on a client.
     cache_size, timeout : int
         ``SSL_CTX_sess_set_cache_size`` and ``SSL_CTX_set_timeout`` of both contexts.
     explain : bool
@@ -262,9 +264,10 @@ class Lab:
             raise InvalidOperation(f"connect(resume=...) takes a SessionRef, not {type(ref).__name__}")
         if ref._lab is not self:
             raise InvalidOperation(
-                f"can't SSL_set_session with {ref.session} from another Lab: an SSL_SESSION "
-                "belongs to one SSL_CTX (one prev/next/owner); adding it to a second context's "
-                "cache corrupts the first one's list"
+                f"can't SSL_set_session with {ref.session} from another Lab: SSL_get_session(3) says a "
+                "session must only be used with one SSL_CTX, and sesskit keeps that rule (as CPython's ssl "
+                "and pyOpenSSL do). OpenSSL 3.0 itself would resume it; what corrupts memory is a session "
+                "added to a second context's cache (SSL_CTX_add_session): it has one prev/next/owner"
             )
         state = self.trace.session(ref.session)
         if state.freed:
@@ -272,7 +275,8 @@ class Lab:
         if state.side != "client":
             raise InvalidOperation(
                 f"can't SSL_set_session on a client with {ref.session}: it is a server-side "
-                "session (OpenSSL fails the handshake: 'attempt to reuse session in different context')"
+                "session, whose session id context is the server's; the client SSL has none, so OpenSSL "
+                "fails the handshake ('attempt to reuse session in different context')"
             )
         return ref.session
 
