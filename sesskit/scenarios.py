@@ -192,7 +192,7 @@ def tls13_tickets(lab: Lab) -> None:
 
 
 def cache_limits(lab: Lab) -> None:
-    """A cache of size 3 holds only 2 sessions (OpenSSL 3.0+): the oldest is evicted.
+    """A cache of size 3 holds only 2 sessions (3.0 since PR #18905; 1.1.1 holds 3).
 
     Four clean connections each add a server session.  When the cache is full
     the session at the tail (the next to expire) is evicted -- cache_full counts
@@ -203,12 +203,14 @@ def cache_limits(lab: Lab) -> None:
 
 
 def one_session_one_ctx(lab: Lab) -> None:
-    """An SSL_SESSION belongs to one SSL_CTX: resuming it elsewhere is refused.
+    """An SSL_SESSION belongs to one SSL_CTX: sesskit refuses to resume it elsewhere.
 
     The client's session (cached in its client cache) resumes on its own lab.
     Offering it to a second lab's SSL_CTX, or offering the *server's* session to
-    a client, is refused with a clear error: in C the first corrupts the first
-    cache's list, the second fails the handshake.
+    a client, is refused with a clear error.  In C (OpenSSL 3.0) the first would
+    resume and corrupt nothing -- what corrupts a cache's list is a session
+    *added* to a second cache (SSL_CTX_add_session) -- and the second fails the
+    handshake on the session id context check, not because of the cache.
     """
     link = lab.connect()
     mine = link.client.get1_session()
