@@ -103,8 +103,9 @@ RULES: dict[str, Rule] = {
         "ssl/ssl_lib.c ssl_update_cache (!s->hit)",
     ),
     "capacity": Rule(
-        "the new entry is hashed before the size check, so a cache of size N keeps N-1 sessions: "
-        "the tail (earliest expiry) is evicted and cache_full counts it",
+        "the new entry is hashed before the size check, so a cache of size N keeps N-1 sessions "
+        "(OpenSSL 3.0 since PR #18905, and later; 1.1.1 keeps N): the tail (earliest expiry) is "
+        "evicted and cache_full counts it",
         "ssl/ssl_sess.c SSL_CTX_add_session",
     ),
     "auto_flush": Rule(
