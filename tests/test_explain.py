@@ -68,3 +68,42 @@ def test_a_kept_trace_is_explained_without_its_lab_and_holds_no_openssl_object()
     gc.collect()
     assert live_objects() == base
     assert "not resumable" in trace[-1].why and "SSL_free(s1)" in trace[-1].why
+
+
+def _close(link: sesskit.Link) -> None:
+    for ep in (link.client, link.server, link.client, link.server):
+        ep.shutdown()
+
+
+def test_whys_say_the_step_that_matters_on_the_real_engine() -> None:
+    """A resumed server's +1 and hits, an expired lookup's removal, and the -1 of an offer that fails."""
+    with sesskit.Lab(engine="libssl", tls="1.2", tickets=False, timeout=100) as lab:
+        first = lab.connect()
+        saved = first.client.get1_session()
+        _close(first)
+        lab.connect(resume=saved)
+        resumed = lab.trace[-1].why
+        assert "the reference the lookup took became its SSL's session (+1); hits +1" in resumed
+        first.server.free()
+        lab.advance(150)
+        lab.connect(resume=saved)
+        expired = lab.trace[-1].why
+        assert "lookup removed the expired" in expired and "timeouts +1" in expired
+        assert "dropped its reference to" in expired and "net 0" in expired
+        assert MISMATCH not in resumed + expired
+    with sesskit.Lab(engine="libssl", tls="1.3") as lab:
+        link = lab.connect()
+        link.client.read()
+        spoiled = link.client.get1_session()
+        link.client.free()  # dirty: marked not resumable
+        lab.connect(resume=spoiled)
+        why = lab.trace[-1].why
+        assert "is not resumable, so the client did not offer it" in why and "net 0" in why
+        good = lab.connect()
+        good.client.read()
+        ticket = good.client.get1_session()
+        _close(good)
+        lab.connect(resume=ticket)
+        why = lab.trace[-1].why
+        assert "decrypted the ticket" in why and "hits +1" in why and MISMATCH not in why
+        assert lab.snapshot().caches["server"].size == 0  # the hit came from no cache
