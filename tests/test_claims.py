@@ -3,9 +3,10 @@
 ``CLAIMS`` lists, per notebook, each claim its prose makes (an id and the claim in
 a few words) and where it is asserted: ``cell: <code>`` is an ``assert`` the reader
 sees in that notebook (tests/test_notebooks.py runs them on the real libssl), and
-``test: <name>`` a test in this file.  ``test_every_listed_claim_is_asserted``
-holds the list to the notebooks and to this file, so a claim cannot lose its check
-silently.
+``test: <name>`` a test in this file (or ``file::name``), and ``source: <file> <function>``
+a claim read from OpenSSL's source that no run can stage (the notebook cites it).
+``test_every_listed_claim_is_asserted`` holds the list to the notebooks and to this file,
+so a claim cannot lose its check silently.
 
 The tests below check what a notebook claims but a sesskit Lab cannot stage (OpenSSL's
 own defaults, a session across SSL_CTXs, the session id context, an SSL reused after
@@ -247,6 +248,11 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
         ),
         ("02-null", "after a dirty SSL_clear get0 returns NULL", "cell: f.server.get0_session() is None"),
         ("02-leak", "a get1 per connection never freed grows", "cell: grown == [2, 3, 4]"),
+        (
+            "02-threads",
+            "get1 reads and up-refs under the SSL's lock; get0 takes neither (not stageable as a run)",
+            "source: ssl/ssl_sess.c SSL_get1_session",
+        ),
     ],
     "03_clean_vs_dirty_close": [
         ("03-clean", "clean SSL_free: -1, the cache keeps it", "cell: clean_session.refcount == 1"),
@@ -426,6 +432,11 @@ def _assert_cells(notebook: Path) -> str:
     return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
 
 
+def _markdown(notebook: Path) -> str:
+    cells = json.loads(notebook.read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
 def _test_names(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     return {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
@@ -440,6 +451,9 @@ def test_every_listed_claim_is_asserted(notebook: str) -> None:
         kind, _, what = where.partition(": ")
         if kind == "cell":
             assert what in asserts, f"{claim_id} ({claim}): no assert cell in {notebook} has {what!r}"
+        elif kind == "source":  # read from OpenSSL's source; the notebook must cite the function
+            prose = _markdown(ROOT / "notebooks" / f"{notebook}.ipynb")
+            assert what.split()[-1] in prose, f"{claim_id} ({claim}): {notebook} does not cite {what}"
         else:
             assert kind == "test", where
             file, _, name = what.rpartition("::")
