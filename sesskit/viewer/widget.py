@@ -24,7 +24,7 @@ __all__ = ["Viewer"]
 STATIC_HTML_ENV = "SESSKIT_STATIC_HTML"
 
 
-class Viewer(anywidget.AnyWidget):  # type: ignore[misc]
+class Viewer(anywidget.AnyWidget):
     """A trace drawn in the browser: the heap at a step, the timeline, the steps and their whys.
 
     Parameters
