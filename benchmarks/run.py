@@ -5,6 +5,11 @@
 Each benchmark runs in its own interpreter; every comparison inside one runs
 both sides in the same process and run (ratios, not absolute times, are the
 figures to compare across machines).  Results: benchmarks/results/latest.json.
+
+The browser rows (bench_browser.py: the viewer in headless Chromium) report raw
+milliseconds beside a bare baseline measured in the same browser and run; they
+are skipped, and said so, when Chromium or Playwright is missing.
+``--only browser`` reruns the browser rows alone and updates them in latest.json.
 """
 
 from __future__ import annotations
@@ -67,7 +72,59 @@ def _connect_target(name: str) -> str | None:
     return "<= 1.15x"
 
 
-def rows(core: dict[str, Any], mem: dict[str, Any], see: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+def browser_missing() -> str:
+    """Why the browser benchmark cannot run here ("" if it can)."""
+    import importlib.util
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    try:
+        from headless import CHROMIUM
+    finally:
+        sys.path.pop(0)
+    if not Path(CHROMIUM).exists():
+        return f"no Chromium at {CHROMIUM}"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright (the Python package) is not installed"
+    return ""
+
+
+def browser_rows(b: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """The viewer in Chromium: raw ms beside the bare baseline (targets judged on p90 / medians)."""
+    if not b:
+        return []
+    out = []
+    bare = b["baseline"]["bare_input"]
+    for name, limit in (("500", 16.0), ("10k", 50.0)):
+        r = b["scrub"][name]
+        lo, hi = r["live_sessions"]
+        out.append(
+            (
+                f"viewer scrub, {r['steps']} steps x {lo}-{hi} live (p50/p90)",
+                f"{r['p50_ms']:.1f}/{r['p90_ms']:.1f} ms (bare {bare['p50_ms']:.1f}/{bare['p90_ms']:.1f} ms)",
+                f"<= {limit:.0f} ms",
+                r["p90_ms"] <= limit and r["missed"] == 0,
+            )
+        )
+    fp = b["first_paint"]
+    out.append(
+        (
+            "viewer first paint, tour page (navigation -> drawn)",
+            f"{fp['viewer_ms']:.0f} ms (bare page FCP {fp['bare_fcp_ms']:.0f} ms)",
+            "<= 300 ms",
+            fp["viewer_ms"] <= 300,
+        )
+    )
+    sz = b["sizes"]
+    js = sz["viewer_js_css_bytes"]
+    out.append(("viewer.js + viewer.css", f"{js / 1024:.1f} KB", "<= 60 KB", js <= 60 * 1024))
+    tour = sz["tour_page_bytes"]
+    out.append(("render tour --out tour.html", f"{tour / 1024:.1f} KB", "<= 200 KB", tour <= 200 * 1024))
+    return out
+
+
+def rows(
+    core: dict[str, Any], mem: dict[str, Any], see: dict[str, Any], browser: dict[str, Any] | None = None
+) -> list[tuple[str, str, str, bool]]:
     out = []
     for name, v in core["connect"].items():
         target = _connect_target(name)
@@ -131,13 +188,44 @@ def rows(core: dict[str, Any], mem: dict[str, Any], see: dict[str, Any]) -> list
             True,
         )
     )
+    out += browser_rows(browser or {})
     return out
+
+
+def print_table(table: list[tuple[str, str, str, bool]]) -> None:
+    print(f"{'measure':62} {'figure':46} {'target':10} met")
+    for name, fig, target, ok in table:
+        print(f"{name:62} {fig:46} {target:10} {'yes' if ok else 'NO'}")
+
+
+def browser_only(quick: bool) -> None:
+    """Rerun the browser rows alone; without --quick, update them in latest.json (other rows kept)."""
+    why = browser_missing()
+    if why:
+        sys.exit(f"browser benchmark skipped: {why}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "browser.json"
+        browser = run("bench_browser.py", [*(["--quick"] if quick else []), "--json", str(out)], out)
+    latest = HERE / "results" / "latest.json"
+    if quick or not latest.exists():
+        print_table(browser_rows(browser))
+        return
+    result = json.loads(latest.read_text())
+    result["browser"] = browser
+    result["table"] = rows(result["core"], result["memory"], result.get("see", {}), browser)
+    print_table(result["table"])
+    latest.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"updated the browser rows of {latest.relative_to(HERE.parent)}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    ap.add_argument("--only", choices=["browser"], help="rerun only these rows (saved into latest.json)")
     args = ap.parse_args()
+    if args.only == "browser":
+        browser_only(args.quick)
+        return
     quick = ["--quick"] if args.quick else []
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
@@ -148,11 +236,24 @@ def main() -> None:
             if (HERE / "bench_see.py").exists()
             else {}
         )
-    table = rows(core, mem, see)
-    result = {"machine": machine(), "core": core, "memory": mem, "see": see, "table": table}
-    print(f"{'measure':62} {'figure':46} {'target':10} met")
-    for name, fig, target, ok in table:
-        print(f"{name:62} {fig:46} {target:10} {'yes' if ok else 'NO'}")
+        why = browser_missing()
+        browser = (
+            {}
+            if why
+            else run("bench_browser.py", [*quick, "--json", str(t / "browser.json")], t / "browser.json")
+        )
+    table = rows(core, mem, see, browser)
+    result = {
+        "machine": machine(),
+        "core": core,
+        "memory": mem,
+        "see": see,
+        "browser": browser,
+        "table": table,
+    }
+    print_table(table)
+    if why:
+        print(f"\nbrowser rows skipped: {why}")
     m = result["machine"]
     print(f"\nmachine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}")
     if not args.quick:
