@@ -1,8 +1,11 @@
-"""The command line: ``python -m sesskit lab`` and ``python -m sesskit render``.
+"""The command line: ``python -m sesskit lab``, ``app`` and ``render``.
 
 ``python -m sesskit lab`` opens JupyterLab on the first notebook of this
 checkout (``--allow-root`` is added when run as root, as on CI machines and
 containers, where JupyterLab otherwise refuses to start).
+
+``python -m sesskit app`` serves the notebooks as a Voila app on 127.0.0.1
+(see :mod:`sesskit.app`); other arguments go to voila.
 
 ``python -m sesskit render STORY|TRACE.json --out FILE``: write a story (run
 now) or a saved trace to a file.
@@ -66,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument(
         "--notebook", default="01_tour.ipynb", help="a notebook in notebooks/ (default: the tour)"
     )
+    app = sub.add_parser(
+        "app",
+        help="open the notebooks as a Voila app on 127.0.0.1 (outputs only, no code)",
+        description="Serve notebooks/ of this checkout with Voila on 127.0.0.1: the tree of the notebooks "
+        "(01 first), or one notebook with --notebook; nothing is loaded from another host. Other "
+        "arguments go to voila (e.g. --no-browser --port=8866).",
+    )
+    app.add_argument("--notebook", help="serve this notebook of notebooks/ alone (default: the whole tree)")
     return parser
 
 
@@ -95,6 +106,19 @@ def _lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
         raise SesskitError("JupyterLab is not installed: pip install -e '.[lab]'")
     cmd = lab_command(args.notebook, extra)
     os.execv(cmd[0], cmd)  # replaces this process: JupyterLab's own signals and exit code
+    return 0  # pragma: no cover
+
+
+def _app(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    import importlib.util
+    import os
+
+    from .app import app_command, app_env
+
+    if importlib.util.find_spec("voila") is None:
+        raise SesskitError("Voila is not installed: pip install -e '.[lab]'")
+    cmd = app_command(args.notebook, extra)
+    os.execve(cmd[0], cmd, app_env())  # replaces this process: Voila's own signals and exit code
     return 0  # pragma: no cover
 
 
@@ -153,11 +177,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "lab":
+    if extra and args.command not in ("lab", "app"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "lab":
             return _lab(args, extra)
+        if args.command == "app":
+            return _app(args, extra)
         return _list() if args.list else _render(args)
     except SesskitError as exc:
         print(f"python -m sesskit {args.command}: error: {exc}", file=sys.stderr)
