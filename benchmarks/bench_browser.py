@@ -6,7 +6,8 @@ different machines can be compared:
 
 - ``scrub``: one step move until the viewer's root shows the new ``data-step``
   and a ``requestAnimationFrame`` has passed (``ms``), and until the task after
-  that frame, i.e. style, layout and paint done (``frame_ms``).  Half the moves
+  that frame, i.e. style, layout and paint done (``frame_ms``); ``handler_ms``: until the event's
+  dispatch returned (the viewer's own synchronous work).  Half the moves
   are random jumps (the slider's ``input`` event), half are ±1 (a ``keydown``
   on the viewer); p50 and p90 over ``moves`` moves.  At a 500-step trace and at
   10,000 steps with about 1,000 live sessions at every step.
@@ -145,7 +146,7 @@ SCRUB = """async ([moves, bare]) => {
   const frame = () => new Promise(r => requestAnimationFrame(r));
   const after = () => new Promise(r => { const c = new MessageChannel(); c.port1.onmessage = r;
     c.port2.postMessage(0); });
-  const out = {ms: [], frame_ms: [], missed: 0};
+  const out = {ms: [], frame_ms: [], handler_ms: [], missed: 0};
   await frame(); await after();
   for (const [to, key] of moves) {
     const t0 = performance.now();
@@ -155,6 +156,7 @@ SCRUB = """async ([moves, bare]) => {
       s.value = String(to);
       s.dispatchEvent(new Event('input', {bubbles: true}));
     }
+    out.handler_ms.push(performance.now() - t0);
     let spins = 0;
     while (v.dataset.step !== String(to) && spins++ < 120) await frame();
     if (v.dataset.step !== String(to)) out.missed++;
@@ -212,13 +214,15 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(raw: dict[str, Any]) -> dict[str, Any]:
-    ms, fr = raw["ms"][1:], raw["frame_ms"][1:]  # the first move only puts the viewer in place
+    ms, fr, hd = raw["ms"][1:], raw["frame_ms"][1:], raw["handler_ms"][1:]  # the first move: setup
     return {
         "moves": len(ms),
         "p50_ms": statistics.median(ms),
         "p90_ms": pct(ms, 90),
         "frame_p50_ms": statistics.median(fr),
         "frame_p90_ms": pct(fr, 90),
+        "handler_p50_ms": statistics.median(hd),
+        "handler_p90_ms": pct(hd, 90),
         "missed": raw["missed"],
     }
 
