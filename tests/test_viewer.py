@@ -647,6 +647,9 @@ def test_crowded_heap(
     boxes = pg.evaluate(BOXES)
     assert boxes["visible"] > 0, "no session box visible"
     assert boxes["count"] == 0, f"{boxes['count']} overlapping session boxes, e.g. {boxes['overlaps']}"
+    if width == 1024:
+        small = [t for t in pg.evaluate(TEXT_SIZES) if t["px"] < MIN_TEXT_PX]
+        assert not small, f"text under {MIN_TEXT_PX} px: {small[:8]}"
     wide = pg.evaluate("[document.documentElement.scrollWidth, innerWidth]")
     assert wide[0] <= wide[1], f"sideways scrolling at {width} px ({wide[0]} > {wide[1]})"
     tab.shot(f"crowded-{width}-{scheme}")
