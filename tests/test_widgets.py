@@ -130,11 +130,16 @@ def test_a_stepper_needs_a_lab() -> None:
 def test_static_html_only_when_the_docs_ask(lab: Any, stepper: Stepper, monkeypatch: Any) -> None:
     stepper.buttons["connect"].click()
     monkeypatch.delenv("SESSKIT_STATIC_HTML", raising=False)
-    data, _ = stepper._repr_mimebundle_()
+    data = stepper._repr_mimebundle_()
     assert "text/html" not in data and "application/vnd.jupyter.widget-view+json" in data
+    viewer_data, _ = stepper.viewer._repr_mimebundle_()
+    assert "text/html" not in viewer_data
     monkeypatch.setenv("SESSKIT_STATIC_HTML", "1")
-    data, _ = stepper._repr_mimebundle_()
+    data = stepper._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data  # Jupyter still shows the live widget
     page = data["text/html"]
+    viewer_data, _ = stepper.viewer._repr_mimebundle_()
+    assert "sesskit-static-mount" in viewer_data["text/html"]
     assert "sesskit-static-mount" in page and '"op":"SSL_connect"' in page
 
 

@@ -89,5 +89,7 @@ def with_static_html(bundle: Any, trace: dict[str, Any]) -> Any:
     """
     if os.environ.get(STATIC_HTML_ENV) != "1" or bundle is None:
         return bundle
-    data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-    return {**data, "text/html": fragment(trace, next_hash_key())}, metadata
+    static = {"text/html": fragment(trace, next_hash_key())}
+    if isinstance(bundle, tuple):  # (data, metadata), as anywidget returns it
+        return {**bundle[0], **static}, bundle[1]
+    return {**bundle, **static}  # data alone, as ipywidgets' boxes return it
