@@ -7,6 +7,7 @@ __all__ = [
     "DanglingPointer",
     "InvalidOperation",
     "SesskitError",
+    "TraceFormatError",
     "UnsupportedOperation",
 ]
 
@@ -32,3 +33,7 @@ class UnsupportedOperation(SesskitError):
 
 class CalibrationError(SesskitError):
     """A real engine could not locate or verify a struct field; it refuses to run."""
+
+
+class TraceFormatError(SesskitError, ValueError):
+    """A trace file (or dict) is not a valid sesskit trace; the message names the step and field."""

@@ -10,13 +10,16 @@ no bad request ever reaches C.
 from __future__ import annotations
 
 import itertools
+import operator
+import signal
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .engines.base import ENGINES, TLS_VERSIONS, Engine, LabConfig, OpResult
 from .errors import DanglingPointer, InvalidOperation, SesskitError
-from .trace import Delta, RefState, Snapshot, SSLState, Trace
+from .trace import MAX_TIME, Delta, RefState, Snapshot, SSLState, Trace
 
 if TYPE_CHECKING:
     from .explain import Explainer
@@ -24,9 +27,116 @@ if TYPE_CHECKING:
     from .viewer.widget import Viewer
     from .widgets import Stepper
 
-__all__ = ["Endpoint", "Lab", "Link", "SessionRef"]
+__all__ = ["MAX_CACHE_SIZE", "MAX_TIME", "Endpoint", "Lab", "Link", "SessionRef"]
 
 _lab_ids = itertools.count(1)
+
+# SSL_CTX_sess_set_cache_size takes a C long (SSL_CTX_ctrl's larg): 2**31 - 1 fits one on every
+# platform OpenSSL runs on (a long is 32 bits on 64-bit Windows), and no lab comes near it.
+MAX_CACHE_SIZE = 2**31 - 1
+
+
+class _Interrupts:
+    """Ctrl-C waits until the operation under way is recorded (main thread; a context manager).
+
+    Python runs a SIGINT handler between any two bytecodes, so a KeyboardInterrupt could land
+    between an OpenSSL call and the bookkeeping of what it did (issue 16).  During an operation
+    the handler only notes the signal; when the outermost operation ends, the handler that was
+    in place is restored and, if a signal came, called (Python's default raises
+    KeyboardInterrupt) -- after the step is recorded.  If a handler cannot be installed (not the
+    main thread, or a handler Python did not install) operations run as before.
+    """
+
+    depth = 0
+    pending = False
+    saved: Any = None  # the handler in place before the outermost operation
+    main = threading.main_thread().ident
+
+    def __enter__(self) -> None:
+        cls = _Interrupts
+        if threading.get_ident() != cls.main:
+            return
+        if cls.depth == 0:
+            current = signal.getsignal(signal.SIGINT)
+            if current is None:  # not installed from Python: leave it alone
+                return
+            if current is not _on_sigint:
+                cls.saved = current
+                signal.signal(signal.SIGINT, _on_sigint)
+        cls.depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        cls = _Interrupts
+        if threading.get_ident() != cls.main or cls.depth == 0:
+            return
+        cls.depth -= 1
+        if cls.depth == 0:
+            signal.signal(signal.SIGINT, cls.saved)
+            if cls.pending:
+                cls.pending = False
+                _forward(cls.saved, signal.SIGINT, None)
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    if _Interrupts.depth > 0:
+        _Interrupts.pending = True  # delivered when the operation ends
+    else:  # left installed (its operation could not restore the old one): pass it on at once
+        _forward(_Interrupts.saved, signum, frame)
+
+
+def _forward(handler: Any, signum: int, frame: Any) -> None:
+    """Do what ``handler`` would have done with SIGINT."""
+    if callable(handler):
+        handler(signum, frame)
+    elif handler == signal.SIG_DFL:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGINT)
+    # SIG_IGN: nothing
+
+
+_DEFERRED = _Interrupts()
+
+
+def _whole(what: str, v: object, lo: int, hi: int, unit: str = "") -> int:
+    """``v`` as an int in ``lo..hi`` (bools and non-integers refused), or InvalidOperation."""
+    if isinstance(v, bool):
+        raise InvalidOperation(f"{what} must be a whole number{unit}, not the bool {v!r}")
+    try:
+        n = operator.index(v)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidOperation(f"{what} must be a whole number{unit}, not {v!r}") from None
+    if not lo <= n <= hi:
+        raise InvalidOperation(f"{what} must be in {lo}..{hi}{unit}, not {n}")
+    return n
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    """Refuse a bad Lab setting before any OpenSSL object exists (issue 16, point 3)."""
+    engine, tls = settings["engine"], settings["tls"]
+    if not isinstance(engine, str) or engine not in ENGINES:
+        raise InvalidOperation(f"unknown engine {engine!r}: choose one of {', '.join(map(repr, ENGINES))}")
+    if not isinstance(tls, str) or tls not in TLS_VERSIONS:
+        raise InvalidOperation(f'unknown TLS version {tls!r}: tls is the string "1.2" or "1.3"')
+    for what in ("tickets", "client_cache", "explain"):
+        v = settings[what]
+        if type(v) is not bool:
+            hint = f" (any non-empty string, even {v!r}, would mean True)" if isinstance(v, str) else ""
+            raise InvalidOperation(f"{what} must be True or False, not {v!r}{hint}")
+    _whole("cache_size", settings["cache_size"], 0, MAX_CACHE_SIZE, " (0 means unlimited)")
+    if settings["timeout"] == 0 and type(settings["timeout"]) is int:
+        raise InvalidOperation("timeout must be > 0 (SSL_CTX_set_timeout(ctx, 0) means 'use the default')")
+    _whole("timeout", settings["timeout"], 1, MAX_TIME, " seconds")
+
+
+class _Plan(NamedTuple):
+    """How a Lab records one operation, computed before anything is changed."""
+
+    target: str
+    result: str | None = None
+    extra: Delta | None = None  # merged into the engine's delta (the user's refs)
+    links: tuple[Link, ...] = ()
+    refs: tuple[SessionRef, ...] = ()
+    value: Any = None
 
 
 def _make_engine(name: str, config: LabConfig) -> tuple[Engine, str]:
@@ -92,32 +202,32 @@ class Lab:
         *,
         explain: bool = True,
     ) -> None:
-        if engine not in ENGINES:
-            raise InvalidOperation(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
-        if str(tls) not in TLS_VERSIONS:
-            raise InvalidOperation(f'unknown TLS version {tls!r}: choose "1.2" or "1.3"')
-        for what, v in (("cache_size", cache_size), ("timeout", timeout)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise InvalidOperation(f"{what} must be a whole number >= 0, not {v!r}")
-        if timeout == 0:
-            raise InvalidOperation(
-                "timeout must be > 0 (SSL_CTX_set_timeout(ctx, 0) means 'use the default')"
-            )
-        self.config = LabConfig(str(tls), bool(tickets), bool(client_cache), cache_size, timeout)
+        _check_settings(dict(locals()))
+        cache_size, timeout = operator.index(cache_size), operator.index(timeout)
+        self.config = LabConfig(tls, tickets, client_cache, cache_size, timeout)
         self.id = next(_lab_ids)
         self._lock = threading.RLock()
-        self._engine, self.engine_note = _make_engine(engine, self.config)
+        self._closed = False
+        self._broken = ""  # why the lab can no longer be trusted (an unrecoverable interruption)
+        with _DEFERRED:
+            self._engine, self.engine_note = _make_engine(engine, self.config)
+            try:
+                self._finalizer = weakref.finalize(self, self._engine.close)
+                self._start(tls, tickets, client_cache, cache_size, timeout, explain)
+            except BaseException:
+                self._engine.close()
+                raise
+
+    def _start(
+        self, tls: str, tickets: bool, client_cache: bool, cache_size: int, timeout: int, explain: bool
+    ) -> None:
         self.engine_name: str = self._engine.name
         self.openssl_version: str = self._engine.openssl_version
-        self._closed = False
-        self._finalizer = weakref.finalize(self, self._engine.close)
         self._links: list[Link] = []
         self._endpoints: dict[str, Endpoint] = {}
         self._refs: dict[int, SessionRef] = {}
         self._refs_by_session: dict[str, list[SessionRef]] = {}
-        self._ref_ids = itertools.count(1)
         self._freed_at: dict[str, int] = {}
-        self._ran: tuple[str, tuple[Any, ...]] = ("initial", ())
         self.trace = Trace(
             {
                 "engine": self.engine_name,
@@ -149,10 +259,14 @@ class Lab:
     # -- life cycle ----------------------------------------------------------
     def close(self) -> None:
         """Free every OpenSSL object this lab made (SSLs, sessions, both SSL_CTXs)."""
-        with self._lock:
+        with self._lock, _DEFERRED:
             if not self._closed:
                 self._closed = True
-                self._finalizer()
+                try:
+                    self._finalizer()
+                except BaseException:
+                    self._engine.close()  # goes on where it stopped
+                    raise
 
     def __enter__(self) -> Lab:
         return self
@@ -210,54 +324,83 @@ class Lab:
         return Stepper(self, **options)
 
     # -- operations ----------------------------------------------------------
+    # Each operation is atomic (issue 16, point 1): it is recorded whole, or the lab is left as it
+    # was.  A Ctrl-C (SIGINT) waits until the step is recorded (_Interrupts).  Any other exception
+    # raised inside the engine, after OpenSSL may have moved, lets the engine finish the operation
+    # and look at everything again (``engine.recover()``); the step recorded is then what OpenSSL
+    # really did, and the exception is raised after it.  The Lab's own bookkeeping is computed
+    # first (_Plan, Trace.prepare) and committed without calling any Python function in between.
     def connect(self, resume: SessionRef | None = None) -> Link:
         """A new client SSL and server SSL, and a full handshake between them.
 
         With ``resume``, ``SSL_set_session(client, resume)`` first: the
         handshake resumes if OpenSSL accepts the session (see ``link.reused``).
         """
-        with self._lock:
+        with self._lock, _DEFERRED:
             self._check_open("SSL_connect")
             label = None
             if resume is not None:
                 label = self._check_resume(resume)
-            res = self._run("connect", label)
-            client, server, reused = res.value
-            link = Link(self, len(self._links) + 1, client, server, bool(reused))
-            self._links.append(link)
-            self._endpoints[client] = link.client
-            self._endpoints[server] = link.server
-            target = f"{client}↔{server}" + (f" resume {label}" if label else "")
-            result = "resumed" if reused else "full handshake"
-            self._record("SSL_connect", target, res, result)
+
+            def plan(res: OpResult) -> _Plan:
+                client, server, reused = res.value
+                link = Link(self, len(self._links) + 1, client, server, bool(reused))
+                target = f"{client}↔{server}" + (f" resume {label}" if label else "")
+                return _Plan(target, "resumed" if reused else "full handshake", links=(link,), value=link)
+
+            link: Link = self._operate("connect", (label,), "SSL_connect", plan)
             return link
 
     def advance(self, seconds: int) -> None:
-        """Move the virtual clock on: every live session gets ``seconds`` older."""
+        """Move the virtual clock on: every live session gets ``seconds`` older.
+
+        The virtual clock runs from 0 to :data:`MAX_TIME` (ten years): an advance past
+        its end is refused before anything moves.
+        """
         if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
             raise InvalidOperation(f"advance() takes a whole number of seconds >= 0, not {seconds!r}")
-        with self._lock:
+        with self._lock, _DEFERRED:
             self._check_open("advance")
-            res = self._run("advance", seconds)
-            res.delta = res.delta.merged(Delta(time=self.time + seconds))
-            self._record("advance", f"+{seconds}s", res)
+            now = self.time
+            if seconds > MAX_TIME - now:
+                raise InvalidOperation(
+                    f"can't advance({seconds}) at t={now}: the virtual clock runs from 0 to {MAX_TIME} s "
+                    f"(ten years), so at most {MAX_TIME - now} s are left. Within that range every "
+                    "session time OpenSSL holds stays a positive number of seconds on every engine"
+                )
+
+            def plan(res: OpResult) -> _Plan:
+                return _Plan(f"+{seconds}s", extra=Delta(time=now + seconds))
+
+            self._operate("advance", (seconds,), "advance", plan)
 
     def flush(self, side: str = "server", at: int | None = None) -> None:
-        """``SSL_CTX_flush_sessions`` on one side's cache at virtual time ``at`` (default: now)."""
+        """``SSL_CTX_flush_sessions`` on one side's cache at virtual time ``at`` (default: now).
+
+        ``at`` is on the virtual clock, 0 to :data:`MAX_TIME`.
+        """
         if side not in ("server", "client"):
             raise InvalidOperation(f'flush(side={side!r}): side is "server" or "client"')
         if at is not None and (isinstance(at, bool) or not isinstance(at, int)):
             raise InvalidOperation(f"flush(at={at!r}): at is a whole number of virtual seconds")
-        with self._lock:
+        if at is not None and not 0 <= at <= MAX_TIME:
+            raise InvalidOperation(
+                f"flush(at={at}): at is a time on the virtual clock, which runs from 0 to {MAX_TIME} s "
+                "(ten years)"
+            )
+        with self._lock, _DEFERRED:
             self._check_open("SSL_CTX_flush_sessions")
             when = self.time if at is None else at
-            res = self._run("flush", side, when)
-            self._record("SSL_CTX_flush_sessions", f"{side} at t={when}", res)
+            self._operate(
+                "flush", (side, when), "SSL_CTX_flush_sessions", lambda res: _Plan(f"{side} at t={when}")
+            )
 
     # -- internals used by Endpoint / SessionRef -----------------------------
     def _check_open(self, op: str) -> None:
         if self._closed:
             raise InvalidOperation(f"can't {op}: this lab is closed (lab.close() freed everything)")
+        if self._broken:
+            raise InvalidOperation(f"can't {op}: {self._broken}; close this lab and start a new one")
 
     def _check_resume(self, ref: SessionRef) -> str:
         if not isinstance(ref, SessionRef):
@@ -280,30 +423,96 @@ class Lab:
             )
         return ref.session
 
-    def _run(self, op: str, *args: Any) -> OpResult:
-        res: OpResult = getattr(self._engine, op)(*args)
-        self._ran = (op, args)  # for the explainer, once the step is recorded
+    def _operate(self, op: str, args: tuple[Any, ...], cname: str, plan: Callable[[OpResult], _Plan]) -> Any:
+        """Run ``op`` on the engine and record it as step ``cname``: all of it, or none of it.
+
+        Called with the lock held and interrupts deferred.  ``plan`` says how to record the
+        engine's result (it must change nothing).  Below the engine call no Python function runs
+        between the first change to the lab and the last, and the calls that may fail before
+        (``plan``, ``Trace.prepare``, ``Trace.commit``) change nothing, so each is tried again
+        once if it raised.  Whatever was raised is raised again once the step is recorded.
+        """
+        engine = self._engine
+        seq = getattr(engine, "op_seq", None)
+        pending: BaseException | None = None
+        try:
+            res = getattr(engine, op)(*args)
+        except SesskitError:
+            raise  # the engine refused or failed, and said why
+        except BaseException as exc:
+            res = self._recovered(seq, exc)
+            pending = exc
+        for attempt in (1, 2):
+            try:
+                p = plan(res)
+                delta = res.delta if p.extra is None else res.delta.merged(p.extra)
+                index = len(self.trace)
+                delta, freed_at = self._dangling(delta, index)
+                step = self.trace.prepare(
+                    cname, p.target, res.why or _DEFAULT_WHY.get(cname, ""), delta, p.result
+                )
+                break
+            except BaseException as exc:
+                if attempt == 2:
+                    self._broken = f"recording step {len(self.trace)} ({cname}) failed: {exc!r}"
+                    raise
+                pending = pending or exc
+        try:
+            self.trace.commit(step)
+        except BaseException as exc:  # raised as it was called: nothing was committed
+            pending = pending or exc
+            self.trace.commit(step)
+        # -- the lab's own bookkeeping: no Python function is called from here on
+        self._freed_at.update(freed_at)
+        for link in p.links:
+            self._links.append(link)
+            self._endpoints[link.client.name] = link.client
+            self._endpoints[link.server.name] = link.server
+        for ref in p.refs:
+            self._refs[ref.id] = ref
+            self._refs_by_session.setdefault(ref.session, []).append(ref)
+        ex = self._explainer
+        if ex is not None:  # the model explains this step when the trace is next read (sesskit.explain)
+            with ex._lock:
+                ex._pending.append((index, op, args, res.value))
+            if self.trace._unexplained is None:
+                self.trace._unexplained = ex.explain
+        if pending is not None:
+            raise pending
+        return p.value
+
+    def _recovered(self, seq: Any, exc: BaseException) -> OpResult:
+        """The engine's op was interrupted by ``exc``: what it did, once the engine finished it."""
+        engine = self._engine
+        if seq is not None and getattr(engine, "op_seq", None) == seq:
+            raise exc  # interrupted before it began: nothing moved
+        recover = getattr(engine, "recover", None)
+        try:
+            if recover is None:
+                raise SesskitError(f"the {self.engine_name} engine cannot finish an interrupted operation")
+            res: OpResult = recover()
+            res.delta = self.trace.changes_to(res.delta)
+        except BaseException as failure:
+            self._broken = f"an operation was interrupted ({exc!r}) and could not be finished ({failure!r})"
+            raise exc from failure
         return res
 
-    def _record(self, op: str, target: str, res: OpResult, result: str | None = None) -> None:
-        delta = res.delta
-        index = len(self.trace)
+    def _dangling(self, delta: Delta, index: int) -> tuple[Delta, dict[str, int]]:
+        """``delta`` with the refs it leaves dangling marked, and what it frees (label -> step)."""
+        freed_at: dict[str, int] = {}
         ref_changes: dict[int, RefState] = {}
         for label, st in delta.sessions.items():
             if st.freed and label not in self._freed_at:
-                self._freed_at[label] = index
+                freed_at[label] = index
                 for ref in self._refs_by_session.get(label, ()):
                     old = delta.refs.get(ref.id) or self._ref_state(ref.id)
                     ref_changes[ref.id] = RefState(old.id, old.kind, old.session, old.via, old.released, True)
         for ssl_name, sst in delta.ssls.items():
             if sst.freed and ssl_name not in self._freed_at:
-                self._freed_at[ssl_name] = index
+                freed_at[ssl_name] = index
         if ref_changes:
             delta = delta.merged(Delta(refs=ref_changes))
-        self.trace.append(op, target, res.why or _DEFAULT_WHY.get(op, ""), delta, result)
-        if self._explainer is not None:
-            # the model explains this step when the trace is next read (sesskit.explain)
-            self._explainer.queue(index, *self._ran, res.value)
+        return delta, freed_at
 
     def _ref_state(self, ref_id: int) -> RefState:
         return self.trace.ref(ref_id)
@@ -316,7 +525,7 @@ class Lab:
             "In C this pointer now dangles: reading it is a use-after-free (undefined behaviour)."
         )
 
-    def _endpoint_op(self, ep: Endpoint, op: str, cname: str) -> OpResult:
+    def _endpoint_op(self, ep: Endpoint, op: str, cname: str, plan: Callable[[OpResult], _Plan]) -> Any:
         self._check_open(cname)
         st = self.trace.ssl(ep.name)
         if st.freed:
@@ -330,12 +539,11 @@ class Lab:
                 f"can't {cname} on {ep.name}: SSL_clear reset it for a new handshake, so there "
                 "is no connection to read from or shut down"
             )
-        return self._run(op, ep.name)
+        return self._operate(op, (ep.name,), cname, plan)
 
     def _new_ref(self, kind: str, label: str, via: str) -> tuple[SessionRef, Delta]:
-        ref = SessionRef(self, next(self._ref_ids), kind, label, via)
-        self._refs[ref.id] = ref
-        self._refs_by_session.setdefault(label, []).append(ref)
+        """A new ref (not yet registered: the commit of its step does that)."""
+        ref = SessionRef(self, len(self._refs) + 1, kind, label, via)
         return ref, Delta(refs={ref.id: RefState(ref.id, kind, label, via)})
 
 
@@ -396,14 +604,16 @@ class Endpoint:
     def _session_getter(self, kind: str) -> SessionRef | None:
         lab = self._lab
         cname = f"SSL_{kind}_session"
-        with lab._lock:
-            res = lab._endpoint_op(self, kind, cname)
+
+        def plan(res: OpResult) -> _Plan:
             label = res.value
-            ref = None
-            if label is not None:
-                ref, refs = lab._new_ref(kind, label, self.name)
-                res.delta = res.delta.merged(refs)
-            lab._record(cname, self.name, res, label or "NULL")
+            if label is None:
+                return _Plan(self.name, "NULL")
+            ref, refs = lab._new_ref(kind, label, self.name)
+            return _Plan(self.name, label, refs, refs=(ref,), value=ref)
+
+        with lab._lock, _DEFERRED:
+            ref: SessionRef | None = lab._endpoint_op(self, kind, cname, plan)
             return ref
 
     def get0_session(self) -> SessionRef | None:
@@ -415,9 +625,8 @@ class Endpoint:
         return self._session_getter("get1")
 
     def _op(self, op: str, cname: str) -> None:
-        with self._lab._lock:
-            res = self._lab._endpoint_op(self, op, cname)
-            self._lab._record(cname, self.name, res)
+        with self._lab._lock, _DEFERRED:
+            self._lab._endpoint_op(self, op, cname, lambda res: _Plan(self.name))
 
     def read(self) -> None:
         """``SSL_read`` until no record is left (TLS 1.3 tickets, close_notify)."""
@@ -483,7 +692,7 @@ class SessionRef:
     def free(self) -> None:
         """``SSL_SESSION_free``: give back the reference a get1 took."""
         lab = self._lab
-        with lab._lock:
+        with lab._lock, _DEFERRED:
             lab._check_open("SSL_SESSION_free")
             if self.kind == "get0":
                 raise InvalidOperation(
@@ -496,9 +705,11 @@ class SessionRef:
                     f"can't SSL_SESSION_free get1 ref #{self.id} ({self.session}) twice: its "
                     "reference was already given back (a double free in C)"
                 )
-            res = lab._run("session_free", self.session)
             old = lab._ref_state(self.id)
-            res.delta = res.delta.merged(
-                Delta(refs={self.id: RefState(old.id, old.kind, old.session, old.via, True, old.dangling)})
+            released = Delta(
+                refs={self.id: RefState(old.id, old.kind, old.session, old.via, True, old.dangling)}
             )
-            lab._record("SSL_SESSION_free", f"{self.session} (ref #{self.id})", res)
+            target = f"{self.session} (ref #{self.id})"
+            lab._operate(
+                "session_free", (self.session,), "SSL_SESSION_free", lambda res: _Plan(target, extra=released)
+            )

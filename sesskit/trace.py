@@ -11,13 +11,18 @@ saved by a real engine loads and plots anywhere.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from .errors import TraceFormatError
+
 __all__ = [
+    "MAX_TIME",
     "TRACE_FORMAT",
     "CacheState",
     "Delta",
@@ -27,6 +32,7 @@ __all__ = [
     "Snapshot",
     "Step",
     "Trace",
+    "TraceFormatError",
 ]
 
 TRACE_FORMAT = 1
@@ -43,6 +49,18 @@ STAT_NAMES = (
     "cache_full",
 )
 _CHECKPOINT_EVERY = 64
+# The virtual clock runs from 0 to ten years (in seconds), on every engine (issue 16, point 2).
+# A real engine sets each session's time to "now" (the lab's start, about 1.8e9 s after 1970 in
+# 2026) minus its virtual age, and hands OpenSSL "now" + (at - time) to flush at ``at``.  OpenSSL
+# 3.0 and 3.1 keep a session's time and timeout as seconds in a C long (SSL_SESSION_set_time(3),
+# SSL_SESSION_set_timeout(3)) and compare against their sum, ``calc_timeout`` (ssl/ssl_sess.c);
+# from 3.2 both are OSSL_TIME, nanoseconds in a uint64_t.  Past ~1.8e9 virtual seconds the times
+# a lab set went negative and an expired session resumed (issue 16).  Ten years keeps every time
+# a lab sets positive and every time + timeout (the timeout is at most ten years too) far inside
+# a 64-bit long and, in nanoseconds, far inside 2**63.
+MAX_TIME = 10 * 365 * 24 * 3600  # 315,360,000 s
+MAX_REFCOUNT = 2**31 - 1  # struct ssl_session_st's references is an int
+MAX_COUNT = 2**63 - 1  # statistics and sizes: SSL_CTX_ctrl returns a long
 _EDIT_ABOVE = 16  # caches with more members than this are stored as edits
 
 
@@ -198,10 +216,15 @@ def _compact(d: dict[str, Any]) -> dict[str, Any]:
 def _apply_edit(
     previous: tuple[str, ...], edit: tuple[tuple[str, ...], tuple[tuple[int, str], ...]]
 ) -> tuple[str, ...]:
-    members = list(previous)
-    for label in edit[0]:
-        members.remove(label)
-    for index, label in edit[1]:
+    removed, inserted = edit
+    if removed:
+        gone = set(removed)
+        members = [x for x in previous if x not in gone]
+        if len(gone) != len(removed) or len(members) != len(previous) - len(gone):
+            raise ValueError(f"cache edit removes {list(removed)}, not all of them members")
+    else:
+        members = list(previous)
+    for index, label in inserted:
         members.insert(index, label)
     return tuple(members)
 
@@ -342,27 +365,58 @@ class Trace:
 
     # -- recording ---------------------------------------------------------
     def append(self, op: str, target: str, why: str, changes: Delta, result: str | None = None) -> Step:
+        prepared = self.prepare(op, target, why, changes, result)
+        self.commit(prepared)
+        return prepared.step
+
+    def prepare(self, op: str, target: str, why: str, changes: Delta, result: str | None = None) -> _Prepared:
+        """Everything :meth:`append` would change, computed without changing anything."""
         stored = self._compact(changes)
         step = Step(len(self._steps), op, target, why, stored, result)
-        self._steps.append(step)
-        if changes.time is not None:
-            self._time = changes.time
-        self._sessions.update(changes.sessions)
-        self._ssls.update(changes.ssls)
+        caches: dict[str, CacheState] = {}
+        edits: list[tuple[set[str], tuple[str, ...], list[str]]] = []
+        member_sets: dict[str, set[str]] = {}
         for side, c in changes.caches.items():
             previous = self._caches[side]
-            full = c.after(previous.members)
-            self._caches[side] = full
+            full = caches[side] = c.after(previous.members)
             edit = stored.caches[side].edit
             if edit is not None:
-                members = self._members[side]
-                members.difference_update(edit[0])
-                members.update(label for _, label in edit[1])
+                edits.append((self._members[side], edit[0], [label for _, label in edit[1]]))
             elif full.members is not previous.members and full.members != previous.members:
-                self._members[side] = set(full.members)
-        self._refs.update(changes.refs)
+                member_sets[side] = set(full.members)
+        return _Prepared(
+            step, changes.time, changes.sessions, changes.ssls, caches, edits, member_sets, changes.refs
+        )
+
+    def commit(self, prepared: _Prepared) -> None:
+        """Append a step :meth:`prepare` computed (against this very state).
+
+        It calls no Python function: an interrupt (or any exception) lands before it or after
+        it, never half-way (issue 16).
+        """
+        step, time, sessions, ssls, caches, edits, member_sets, refs = prepared
+        self._steps.append(step)
+        if time is not None:
+            self._time = time
+        self._sessions.update(sessions)
+        self._ssls.update(ssls)
+        self._caches.update(caches)
+        for members, removed, added in edits:
+            members.difference_update(removed)
+            members.update(added)
+        self._members.update(member_sets)
+        self._refs.update(refs)
         self._last = None
-        return step
+
+    def changes_to(self, state: Delta) -> Delta:
+        """What differs between the latest state and ``state`` (a full look at everything)."""
+        return Delta(
+            sessions={k: v for k, v in state.sessions.items() if self._sessions.get(k) != v},
+            ssls={k: v for k, v in state.ssls.items() if self._ssls.get(k) != v},
+            caches={k: v for k, v in state.caches.items() if self._caches.get(k) != v},
+            refs={k: v for k, v in state.refs.items() if self._refs.get(k) != v},
+            time=None if state.time is None or state.time == self._time else state.time,
+        )
 
     def _compact(self, changes: Delta) -> Delta:
         """Store a large cache's list as an edit of the previous step's list."""
@@ -459,17 +513,33 @@ class Trace:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Trace:
-        if d.get("format") != TRACE_FORMAT:
-            raise ValueError(f"not a sesskit trace of format {TRACE_FORMAT}: format={d.get('format')!r}")
-        trace = cls(d.get("meta"))
-        for s in d["steps"]:
-            step = Step.from_dict(s)
-            trace.append(step.op, step.target, step.why, step.changes, step.result)
-        return trace
+        """A trace from :meth:`to_dict`'s form, checked whole; :class:`TraceFormatError` if it is not one.
+
+        Every field is checked (types, ranges, known sides and kinds, sessions and SSLs that
+        exist, unique cache members, finite numbers); the error names the step and the field.
+        Loading costs time linear in the size of the trace.
+        """
+        return _Loader(cls).load(d)
 
     @classmethod
-    def from_json(cls, text: str) -> Trace:
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, text: str | bytes | bytearray) -> Trace:
+        """A trace from :meth:`to_json`'s text (str, or UTF-8 bytes); :class:`TraceFormatError` if not one."""
+        if isinstance(text, (bytes, bytearray, memoryview)):
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise TraceFormatError(f"not a sesskit trace: not UTF-8 text ({exc})") from None
+        if not isinstance(text, str):
+            raise TraceFormatError(
+                f"not a sesskit trace: from_json takes text or bytes, not {type(text).__name__}"
+            )
+        try:
+            data = json.loads(text, parse_constant=_no_constant)
+        except RecursionError:
+            raise TraceFormatError("not a sesskit trace: JSON nested too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, or an integer of more digits than Python reads
+            raise TraceFormatError(f"not a sesskit trace: not valid JSON ({exc})") from None
+        return cls.from_dict(data)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Trace):
@@ -478,3 +548,367 @@ class Trace:
 
     def __repr__(self) -> str:
         return f"<Trace {len(self)} steps, engine={self.meta.get('engine')!r}>"
+
+
+class _Prepared(NamedTuple):
+    """A step and the state it leads to, ready for :meth:`Trace.commit`."""
+
+    step: Step
+    time: int | None
+    sessions: Mapping[str, SessionState]
+    ssls: Mapping[str, SSLState]
+    caches: dict[str, CacheState]
+    edits: list[tuple[set[str], tuple[str, ...], list[str]]]
+    member_sets: dict[str, set[str]]
+    refs: Mapping[int, RefState]
+
+
+# -- loading: every field checked, in time linear in the trace's size ------------------------
+
+
+def _no_constant(name: str) -> Any:
+    raise TraceFormatError(f"not a sesskit trace: {name} is not a number a trace can hold")
+
+
+class _Order:
+    """A cache's member list under edits, in blocks: remove by label, insert at an index, both cheap.
+
+    Folding a long trace's edits into one list (``list.remove``/``insert`` on the whole list)
+    costs the cache's size per edit: quadratic for a long story with a large cache.
+    """
+
+    BLOCK = 256
+
+    def __init__(self, members: tuple[str, ...] = ()) -> None:
+        b = self.BLOCK
+        self.blocks: list[list[str]] = [list(members[i : i + b]) for i in range(0, len(members), b)] or [[]]
+        self.where: dict[str, list[str]] = {x: block for block in self.blocks for x in block}
+        self.n = len(members)
+
+    def __contains__(self, label: str) -> bool:
+        return label in self.where
+
+    def remove(self, label: str) -> None:
+        block = self.where.pop(label)
+        block.remove(label)
+        self.n -= 1
+        if not block and len(self.blocks) > 1:
+            for i, b in enumerate(self.blocks):
+                if b is block:
+                    del self.blocks[i]
+                    break
+
+    def insert(self, index: int, label: str) -> None:
+        blocks = self.blocks
+        i = 0
+        while index > len(blocks[i]) and i < len(blocks) - 1:
+            index -= len(blocks[i])
+            i += 1
+        block = blocks[i]
+        block.insert(index, label)
+        self.where[label] = block
+        self.n += 1
+        if len(block) > 2 * self.BLOCK:
+            tail = block[self.BLOCK :]
+            del block[self.BLOCK :]
+            blocks.insert(i + 1, tail)
+            for x in tail:
+                self.where[x] = tail
+
+    def members(self) -> tuple[str, ...]:
+        return tuple(itertools.chain.from_iterable(self.blocks))
+
+
+_STEP_KEYS = frozenset(("index", "op", "target", "why", "result", "changes"))
+_CHANGE_KEYS = frozenset(("sessions", "ssls", "caches", "refs", "time"))
+_SESSION_KEYS = frozenset(SessionState._fields)
+_SSL_KEYS = frozenset(SSLState._fields)
+_REF_KEYS = frozenset(RefState._fields)
+_CACHE_KEYS = frozenset(("side", "size", "members", "edit", "stats"))
+_REF_KINDS = ("get0", "get1")
+_META_DEPTH = 32
+
+
+class _Loader:
+    """Checks a trace's dict form step by step, building the :class:`Trace` as it goes."""
+
+    def __init__(self, cls: type[Trace]) -> None:
+        self.cls = cls
+        self.where = "the trace"
+
+    def fail(self, field: str, problem: str) -> TraceFormatError:
+        return TraceFormatError(f"not a valid sesskit trace: {self.where}, {field}: {problem}")
+
+    # -- small checks ---------------------------------------------------------------
+    def obj(self, v: Any, field: str, keys: frozenset[str]) -> Mapping[str, Any]:
+        if not isinstance(v, Mapping):
+            raise self.fail(field, f"expected an object, got {_show(v)}")
+        for k in v:
+            if k not in keys:
+                raise self.fail(field, f"unknown field {_show(k)} (known: {', '.join(sorted(keys))})")
+        return v
+
+    def text(self, v: Any, field: str) -> str:
+        if type(v) is not str:
+            raise self.fail(field, f"expected a string, got {_show(v)}")
+        return v
+
+    def name(self, v: Any, field: str) -> str:
+        if type(v) is not str or not v:
+            raise self.fail(field, f"expected a non-empty string, got {_show(v)}")
+        return v
+
+    def flag(self, d: Mapping[str, Any], key: str, field: str) -> bool:
+        v = d.get(key, False)
+        if type(v) is not bool:
+            raise self.fail(f"{field}.{key}", f"expected true or false, got {_show(v)}")
+        return v
+
+    def whole(self, v: Any, field: str, lo: int, hi: int) -> int:
+        if type(v) is not int:
+            raise self.fail(field, f"expected a whole number, got {_show(v)}")
+        if not lo <= v <= hi:
+            raise self.fail(field, f"expected a whole number in {lo}..{hi}, got {_show(v)}")
+        return v
+
+    def one_of(self, v: Any, field: str, choices: tuple[Any, ...]) -> Any:
+        if type(v) not in (str, type(None)) or v not in choices:
+            raise self.fail(field, f"expected one of {', '.join(map(_show, choices))}, got {_show(v)}")
+        return v
+
+    def json_value(self, v: Any, field: str, depth: int = 0) -> None:
+        if depth > _META_DEPTH:
+            raise self.fail(field, f"nested more than {_META_DEPTH} deep")
+        if v is None or type(v) in (str, bool, int):
+            return
+        if type(v) is float:
+            if not math.isfinite(v):
+                raise self.fail(field, f"expected a finite number, got {v!r}")
+            return
+        if isinstance(v, Mapping):
+            for k, x in v.items():
+                if type(k) is not str:
+                    raise self.fail(field, f"keys are strings, got {_show(k)}")
+                self.json_value(x, f"{field}.{k}", depth + 1)
+            return
+        if isinstance(v, list):
+            for i, x in enumerate(v):
+                self.json_value(x, f"{field}[{i}]", depth + 1)
+            return
+        raise self.fail(field, f"not a JSON value: {_show(v)}")
+
+    # -- the trace --------------------------------------------------------------------
+    def load(self, d: Any) -> Trace:
+        if not isinstance(d, Mapping):
+            raise TraceFormatError(f"not a sesskit trace: expected a JSON object, got {_show(d)}")
+        fmt = d.get("format")
+        if type(fmt) is not int or fmt != TRACE_FORMAT:
+            raise TraceFormatError(f"not a sesskit trace of format {TRACE_FORMAT}: format={_show(fmt)}")
+        self.obj(d, "top level", frozenset(("format", "meta", "steps")))
+        meta = d.get("meta", {})
+        if not isinstance(meta, Mapping):
+            raise self.fail("meta", f"expected an object, got {_show(meta)}")
+        self.json_value(meta, "meta")
+        steps = d.get("steps")
+        if not isinstance(steps, list):
+            raise self.fail("steps", f"expected a list, got {_show(steps)}")
+        trace = self.cls(meta)
+        self.trace = trace
+        self.orders = {side: _Order() for side in SIDES}
+        self.ssl_names: set[str] = set()
+        for i, s in enumerate(steps):
+            self.where = f"step {i}"
+            trace._steps.append(self.step(i, s))
+        self.where = "the trace"
+        for side, order in self.orders.items():
+            c = trace._caches[side]
+            members = order.members()
+            trace._caches[side] = CacheState(side, c.size, members, c.stats)
+            trace._members[side] = set(members)
+        trace._last = None
+        return trace
+
+    def step(self, i: int, s: Any) -> Step:
+        s = self.obj(s, "the step", _STEP_KEYS)
+        for key in ("index", "op", "target", "why"):
+            if key not in s:
+                raise self.fail(key, "missing")
+        self.whole(s["index"], "index", i, i)
+        op = self.name(s["op"], "op")
+        target = self.text(s["target"], "target")
+        why = self.text(s["why"], "why")
+        result = s.get("result")
+        if result is not None:
+            self.text(result, "result")
+        changes = self.changes(s.get("changes", {}))
+        return Step(i, op, target, why, changes, result)
+
+    def changes(self, c: Any) -> Delta:
+        c = self.obj(c, "changes", _CHANGE_KEYS)
+        t = self.trace
+        sessions = {k: self.session(k, v) for k, v in self.entries(c, "sessions").items()}
+        t._sessions.update(sessions)  # a step's SSLs, refs and caches may name its own new sessions
+        ssls = {k: self.ssl(k, v) for k, v in self.entries(c, "ssls").items()}
+        t._ssls.update(ssls)
+        refs = {}
+        for k, v in self.entries(c, "refs").items():
+            ref = self.ref(k, v)
+            refs[ref.id] = ref
+        t._refs.update(refs)
+        caches = {k: self.cache(k, v) for k, v in self.entries(c, "caches").items()}
+        time = c.get("time")
+        if time is not None:
+            t._time = self.whole(time, "changes.time", t._time, MAX_TIME)
+        for label, st in sessions.items():
+            for side in SIDES:
+                if (st.cache == side) != (label in self.orders[side]):
+                    where = "in" if label in self.orders[side] else "not in"
+                    raise self.fail(
+                        f"changes.sessions.{label}.cache",
+                        f"says {_show(st.cache)}, but {label} is {where} the {side} cache's members",
+                    )
+        return Delta(sessions, ssls, caches, refs, time)
+
+    def entries(self, c: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        v = c.get(key, {})
+        if not isinstance(v, Mapping):
+            raise self.fail(f"changes.{key}", f"expected an object, got {_show(v)}")
+        for k in v:
+            if type(k) is not str:
+                raise self.fail(f"changes.{key}", f"keys are strings, got {_show(k)}")
+        return v
+
+    def session(self, label: str, v: Any) -> SessionState:
+        f = f"changes.sessions.{label}"
+        v = self.obj(v, f, _SESSION_KEYS)
+        if v.get("label") != label:
+            raise self.fail(f"{f}.label", f"expected {_show(label)} (its key), got {_show(v.get('label'))}")
+        side = self.one_of(v.get("side"), f"{f}.side", SIDES)
+        refcount = self.whole(v.get("refcount"), f"{f}.refcount", 0, MAX_REFCOUNT)
+        cache = self.one_of(v.get("cache"), f"{f}.cache", (None, *SIDES))
+        resumable, freed = self.flag(v, "resumable", f), self.flag(v, "freed", f)
+        if freed and (refcount or cache is not None or resumable):
+            raise self.fail(f, "a freed session has refcount 0, no cache and is not resumable")
+        if not freed and refcount == 0:
+            raise self.fail(f"{f}.refcount", "0 references, but not freed")
+        old = self.trace._sessions.get(label)
+        if old is not None and (old.side != side or (old.freed and not freed)):
+            raise self.fail(f, f"was {old.side} and {'freed' if old.freed else 'live'}: it can't become this")
+        return SessionState(label, side, refcount, cache, resumable, freed)
+
+    def known_session(self, v: Any, field: str) -> str:
+        label = self.name(v, field)
+        if label not in self.trace._sessions:
+            raise self.fail(field, f"no session {_show(label)} in the trace so far")
+        return label
+
+    def ssl(self, name: str, v: Any) -> SSLState:
+        f = f"changes.ssls.{name}"
+        v = self.obj(v, f, _SSL_KEYS)
+        if v.get("name") != name:
+            raise self.fail(f"{f}.name", f"expected {_show(name)} (its key), got {_show(v.get('name'))}")
+        side = self.one_of(v.get("side"), f"{f}.side", SIDES)
+        session = v.get("session")
+        if session is not None:
+            self.known_session(session, f"{f}.session")
+        freed = self.flag(v, "freed", f)
+        sent, cleared = self.flag(v, "sent_shutdown", f), self.flag(v, "cleared", f)
+        if freed and session is not None:
+            raise self.fail(f"{f}.session", "a freed SSL has no session")
+        return SSLState(name, side, session, freed, sent, cleared)
+
+    def ref(self, key: str, v: Any) -> RefState:
+        f = f"changes.refs.{key}"
+        if not (key.isascii() and key.isdigit()) or len(key) > 18 or int(key) < 1:
+            raise self.fail(f, "a ref's key is its id, a whole number >= 1")
+        v = self.obj(v, f, _REF_KEYS)
+        ref_id = self.whole(v.get("id"), f"{f}.id", int(key), int(key))
+        kind = self.one_of(v.get("kind"), f"{f}.kind", _REF_KINDS)
+        session = self.known_session(v.get("session"), f"{f}.session")
+        via = self.name(v.get("via"), f"{f}.via")
+        if via not in self.trace._ssls:
+            raise self.fail(f"{f}.via", f"no SSL {_show(via)} in the trace so far")
+        released, dangling = self.flag(v, "released", f), self.flag(v, "dangling", f)
+        if released and kind != "get1":
+            raise self.fail(f"{f}.released", "only a get1 ref is released")
+        return RefState(ref_id, kind, session, via, released, dangling)
+
+    def cache(self, side: str, v: Any) -> CacheState:
+        f = f"changes.caches.{side}"
+        self.one_of(side, f, SIDES)
+        v = self.obj(v, f, _CACHE_KEYS)
+        if v.get("side") != side:
+            raise self.fail(f"{f}.side", f"expected {_show(side)} (its key), got {_show(v.get('side'))}")
+        size = self.whole(v.get("size"), f"{f}.size", 0, MAX_COUNT)
+        stats = v.get("stats", {})
+        if not isinstance(stats, Mapping):
+            raise self.fail(f"{f}.stats", f"expected an object, got {_show(stats)}")
+        for k, n in stats.items():
+            if type(k) is not str or k not in STAT_NAMES:
+                raise self.fail(
+                    f"{f}.stats", f"unknown statistic {_show(k)} (known: {', '.join(STAT_NAMES)})"
+                )
+            self.whole(n, f"{f}.stats.{k}", 0, MAX_COUNT)
+        has_members, has_edit = "members" in v, "edit" in v
+        if has_members == has_edit:
+            raise self.fail(f, "a cache has either members or an edit of the previous members")
+        order = self.orders[side]
+        if has_members:
+            members = v["members"]
+            if not isinstance(members, list):
+                raise self.fail(f"{f}.members", f"expected a list, got {_show(members)}")
+            for j, label in enumerate(members):
+                self.known_session(label, f"{f}.members[{j}]")
+            if len(set(members)) != len(members):
+                raise self.fail(f"{f}.members", "a session is listed twice")
+            new = self.orders[side] = _Order(tuple(members))
+            state = CacheState(side, size, tuple(members), stats)
+            touched = set(order.where) ^ set(new.where)
+        else:
+            edit = self.obj(v["edit"], f"{f}.edit", frozenset(("removed", "inserted")))
+            removed, inserted = edit.get("removed", []), edit.get("inserted", [])
+            if not isinstance(removed, list):
+                raise self.fail(f"{f}.edit.removed", f"expected a list, got {_show(removed)}")
+            if not isinstance(inserted, list):
+                raise self.fail(f"{f}.edit.inserted", f"expected a list, got {_show(inserted)}")
+            for j, label in enumerate(removed):
+                self.known_session(label, f"{f}.edit.removed[{j}]")
+                if label not in order:
+                    raise self.fail(f"{f}.edit.removed[{j}]", f"{label} is not in the {side} cache")
+                order.remove(label)
+            pairs = []
+            for j, pair in enumerate(inserted):
+                g = f"{f}.edit.inserted[{j}]"
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise self.fail(g, f"expected [index, label], got {_show(pair)}")
+                index = self.whole(pair[0], f"{g}[0]", 0, order.n)
+                label = self.known_session(pair[1], f"{g}[1]")
+                if label in order:
+                    raise self.fail(f"{g}[1]", f"{label} is in the {side} cache already")
+                order.insert(index, label)
+                pairs.append((index, label))
+            state = CacheState(side, size, (), stats, (tuple(removed), tuple(pairs)))
+            touched = {*removed, *(label for _, label in pairs)}
+        order = self.orders[side]
+        if order.n != size:
+            raise self.fail(f"{f}.size", f"{size}, but the cache has {order.n} members")
+        sessions = self.trace._sessions
+        for label in touched:
+            if (sessions[label].cache == side) != (label in order):
+                raise self.fail(
+                    f,
+                    f"{label} {'joins' if label in order else 'leaves'} it, but its session says cache "
+                    f"{_show(sessions[label].cache)}",
+                )
+        self.trace._caches[side] = CacheState(side, size, (), stats)  # members: folded at the end
+        return state
+
+
+def _show(v: Any) -> str:
+    """A short, safe rendering of a bad value for an error message."""
+    text = repr(v) if isinstance(v, (str, bool, type(None))) else type(v).__name__
+    if type(v) is float or (type(v) is int and v.bit_length() <= 64):
+        text = repr(v)
+    elif type(v) is int:
+        text = f"a {v.bit_length()}-bit number"
+    return text if len(text) <= 60 else text[:57] + "..."
