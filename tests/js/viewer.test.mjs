@@ -23,7 +23,6 @@ import {
   laneSignature,
   makeModel,
   parseHash,
-  stateToPlain,
   summarize,
   ticks,
   TraceFold,
@@ -132,6 +131,13 @@ function randomTrace(n, seed) {
     steps.push({ index: i, op: "op" + (i % 7), target: "t" + i, why: "why " + i, changes: d });
   }
   return { format: 1, meta: { engine: "test" }, steps };
+}
+
+/** Plain data for comparing states. */
+function stateToPlain(s) {
+  const obj = (m) => Object.fromEntries([...m.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
+  const cache = (c) => c && { side: c.side, size: c.size, members: c.members.slice(), stats: c.stats };
+  return { sessions: obj(s.sessions), ssls: obj(s.ssls), refs: obj(s.refs), caches: { client: cache(s.caches.client), server: cache(s.caches.server) }, time: s.time };
 }
 
 function python(args, opts = {}) {
@@ -256,7 +262,7 @@ test("heap lanes for 500 sessions never overlap: y strictly increasing, each lan
   const s = crowdedState(500);
   const { lanes, hiddenFreed, height } = heapLanes(s);
   const live = [...s.sessions.values()].filter((x) => !x.freed).map((x) => x.label);
-  const laneLabels = new Set(lanes.filter((l) => l.kind === "session").map((l) => l.label));
+  const laneLabels = new Set(lanes.filter((l) => l.session).map((l) => l.label));
   for (const label of live) assert.ok(laneLabels.has(label), `live ${label} has a lane`);
   for (let k = 1; k < lanes.length; k++) {
     assert.ok(lanes[k].y > lanes[k - 1].y, `lane ${k} below lane ${k - 1}`);
