@@ -1,18 +1,15 @@
 // sesskit viewer: draws a Trace (Python's Trace.to_dict()) in the browser.
+// One ES module, no imports: anywidget loads it from a blob: URL, static pages import it from inlined
+// text; nothing is fetched. Text from a trace is set as text (textContent, setAttribute), never as markup.
 //
-// One ES module with no imports: anywidget loads it from a blob: URL and static pages import inlined
-// text, so it can neither import siblings nor fetch anything. Text from a trace is inserted as text
-// (textContent, setAttribute), never parsed as markup.
-//
-// Pure parts first (tested with `node --test tests/js`), then the DOM:
-//   fold      deltas -> states: a checkpoint every CHECK steps plus per-step undo records, so a move
-//             applies or undoes only the deltas in between;
-//   heap      one lane per session (holders -> session box), y and height computed from the data: lanes
-//             never overlap and nothing is measured from the DOM. Lanes are keyed; only the lanes near
-//             the heap's scrolled view have content, and only the ones whose content changed are redrawn;
-//   timeline  per-session series gathered while folding, drawn once per trace change on a canvas,
-//             downsampled to the pixel width; scrubbing moves a marker only (uPlot's lesson);
-//   steps     a virtualised list of fixed-height rows, and the shown step's why.
+// Pure parts first (node --test tests/js), then the DOM:
+//   fold      deltas -> states: a checkpoint every CHECK steps plus undo records, so a move applies or
+//             undoes only the deltas in between;
+//   heap      one lane per session (holders -> box), y and height computed from the data (no overlap, no
+//             DOM measuring); keyed lanes, filled only near the heap's view and redrawn only on change;
+//   timeline  series gathered while folding, drawn once on a canvas at the pixel width; a move only
+//             shifts the marker (uPlot's lesson);
+//   steps     a virtualised list of fixed-height rows, and the step's why.
 
 const CHECK = 64;
 const SIDES = ["server", "client"];
@@ -373,6 +370,8 @@ function h(tag, attrs, ...kids) {
   e.append(...kids.filter((x) => x != null));
   return e;
 }
+const div = (cls, ...kids) => h("div", { class: cls }, ...kids);
+const span = (cls, text) => h("span", { class: cls, text });
 const button = (text, label, cls = "") => h("button", { type: "button", class: "sk-btn " + cls, "aria-label": label, title: label, text });
 const section = (cls, title, ...kids) => h("section", { class: cls, "aria-label": title }, h("h3", { class: "sk-h", text: title }), ...kids);
 const typing = (t) => t.isContentEditable || /^(TEXTAREA|SELECT)$/.test(t.tagName) || (t.tagName === "INPUT" && t.type !== "range");
@@ -398,50 +397,50 @@ class Viewer {
 
   build(el) {
     const root = (this.root = h("div", { class: "sesskit-viewer", tabindex: 0, role: "group", "aria-label": "sesskit trace viewer", "data-step": -1 }));
-    this.head = h("div", { class: "sk-head" }, (this.metaText = h("span")), (this.timeText = h("span", { class: "sk-time" })));
+    this.head = div("sk-head", (this.metaText = span("sk-meta")), (this.timeText = span("sk-time")));
     this.prevBtn = button("◀", "previous step");
     this.nextBtn = button("▶", "next step");
     this.slider = h("input", { type: "range", min: 0, max: 0, step: 1, value: 0, class: "sk-slider", "aria-label": "step" });
     this.stepLabel = h("span", { class: "sk-steplabel" });
-    const controls = h("div", { class: "sk-controls" }, this.prevBtn, this.slider, this.nextBtn, this.stepLabel);
+    const controls = div("sk-controls", this.prevBtn, this.slider, this.nextBtn, this.stepLabel);
     if (this.hashKey) {
       this.copyBtn = button("copy link", "copy a link to this step");
       this.copyField = h("input", { type: "text", class: "sk-copyfield", readonly: true, "aria-label": "link to this step", hidden: true });
       controls.append(this.copyBtn, this.copyField);
     }
-    this.whyOp = h("div", { class: "sk-whyop" });
+    this.whyOp = div("sk-whyop");
     this.why = h("p", { class: "sk-why", "data-role": "why" });
     this.result = h("p", { class: "sk-result" });
     this.error = h("p", { class: "sk-errortext", role: "alert" });
-    this.whyBox = h("div", { class: "sk-whybox" }, this.whyOp, this.why, this.result, this.error);
+    this.whyBox = div("sk-whybox", this.whyOp, this.why, this.result, this.error);
     this.strips = {};
-    const strips = h("div", { class: "sk-strips" });
+    const strips = div("sk-strips");
     for (const side of SIDES) {
-      const st = { title: h("div", { class: "sk-strip-title" }), list: h("div", { class: "sk-strip-members", role: "list" }), stats: h("div", { class: "sk-strip-stats" }) };
+      const st = { title: div("sk-strip-title"), list: h("div", { class: "sk-strip-members", role: "list" }), stats: div("sk-strip-stats") };
       st.box = h("div", { class: "sk-strip", "data-cache-side": side, "data-size": 0 }, st.title, st.list, st.stats);
       strips.append((this.strips[side] = st).box);
     }
     const lg = (cls, text) => h("span", { class: "sk-lg sk-lg-" + cls, text });
     const legend = h("div", { class: "sk-legend", "aria-hidden": "true" }, lg("solid", "SSL, cache, get1"), lg("dashed", "get0 (borrowed)"), lg("dotted", "released"), lg("danger", "dangling"));
-    this.laneBox = h("div", { class: "sk-lanes" });
+    this.laneBox = div("sk-lanes");
     this.freedText = h("span");
     this.freedBtn = button("show", "show or hide the freed sessions", "sk-small");
-    this.freedNote = h("div", { class: "sk-freed" }, this.freedText, " ", this.freedBtn);
-    this.heapScroll = h("div", { class: "sk-heapscroll" }, this.laneBox, this.freedNote);
+    this.freedNote = div("sk-freed", this.freedText, " ", this.freedBtn);
+    this.heapScroll = div("sk-heapscroll", this.laneBox, this.freedNote);
     this.summary = h("p", { class: "sk-sr", "aria-live": "polite" });
     this.heap = section("sk-heap", "Heap", strips, legend, this.heapScroll, this.summary);
-    this.spacer = h("div", { class: "sk-list-spacer" });
+    this.spacer = div("sk-list-spacer");
     this.list = h("div", { class: "sk-list", role: "list", "aria-label": "steps" }, this.spacer);
     this.canvas = h("canvas", { class: "sk-canvas", role: "img" });
     this.marker = h("div", { class: "sk-marker", "aria-hidden": "true" });
     this.yAxis = h("div", { class: "sk-yaxis", "aria-hidden": "true" });
     this.xAxis = h("div", { class: "sk-xaxis", "aria-hidden": "true" });
-    this.plot = h("div", { class: "sk-plot" }, this.canvas, this.marker, this.xAxis);
+    this.plot = div("sk-plot", this.canvas, this.marker, this.xAxis);
     const tl = (text, cls) => h("span", { class: cls, text });
     const tlLegend = h("div", { class: "sk-legend", "aria-hidden": "true" }, tl("lines: refcount per session (thick while in a cache)"), tl("× freed"),
       tl("▼ a pointer starts dangling · ! refused", "sk-danger-text"), tl("lower band: cache sizes (server solid, client dashed)"));
-    root.append(this.head, controls, this.whyBox, h("div", { class: "sk-main" }, this.heap, section("sk-side", "Steps", this.list)),
-      section("sk-timeline", "Timeline", h("div", { class: "sk-tl" }, this.yAxis, this.plot), tlLegend));
+    root.append(this.head, controls, this.whyBox, div("sk-main", this.heap, section("sk-side", "Steps", this.list)),
+      section("sk-timeline", "Timeline", div("sk-tl", this.yAxis, this.plot), tlLegend));
     el.append(root);
   }
 
@@ -582,7 +581,7 @@ class Viewer {
 
   fillLane(rec, lane) {
     const s = lane.session;
-    const rows = h("div", { class: "sk-holders" });
+    const rows = div("sk-holders");
     rec.cacheText = null;
     for (const x of lane.holders) {
       const mods = (x.danger ? " is-danger" : "") + (x.released ? " is-released" : "");
@@ -593,7 +592,7 @@ class Viewer {
       if (x.kind === "cache") rec.cacheText = text;
       else if (x.kind === "ssl") for (const [k, v] of [["ssl", x.name], ["points-to", s ? lane.label : ""], ["freed", "false"]]) chip.setAttribute("data-" + k, v);
       else for (const [k, v] of [["ref", x.id], ["kind", x.refKind], ["dangling", String(x.danger)]]) chip.setAttribute("data-" + k, v);
-      rows.append(h("div", { class: "sk-row" }, chip, s ? h("span", { class: `sk-arrow sk-${x.line}${mods}` }) : h("span", { class: "sk-none", text: "no session" })));
+      rows.append(div("sk-row", chip, s ? span(`sk-arrow sk-${x.line}${mods}`) : span("sk-none", "no session")));
     }
     if (!s) return rec.el.replaceChildren(rows);
     if (!lane.holders.length) rows.append(h("div", { class: "sk-row sk-none", text: s.freed ? "nothing points here" : "no holder shown" }));
@@ -602,7 +601,7 @@ class Viewer {
     const rc = String(s.freed ? 0 : s.refcount);
     const where = (s.cache ? `, in the ${s.cache} cache` : "") + (s.freed ? ", freed" : "");
     const box = h("div", { class: "sk-box" + (key === this.selected ? " is-selected" : ""), "data-select": key, tabindex: 0, title: `${lane.label}: refcount ${rc}`, "aria-label": `${lane.label}: refcount ${rc}${where}` },
-      h("span", { class: "sk-label", text: lane.label }), h("span", { class: "sk-rc", text: rc }),
+      span("sk-label", lane.label), span("sk-rc", rc),
       h("span", { class: "sk-badge", text: (s.side || "") + (s.freed ? " · freed" : s.resumable ? "" : " · not resumable") }));
     rec.el.replaceChildren(rows, box);
   }
@@ -654,7 +653,7 @@ class Viewer {
       if (!row) {
         const st = this.fold.steps[i];
         row = h("div", { class: "sk-item" + (st.error ? " is-error" : ""), role: "listitem", "data-role": "step-item", "data-index": i, title: st.why || "", style: `top:${i * LIST_ROW}px` },
-          h("span", { class: "sk-i", text: String(i) }), h("span", { class: "sk-op", text: st.op }), h("span", { class: "sk-target", text: st.target || "" }));
+          span("sk-i", String(i)), span("sk-op", st.op), span("sk-target", st.target || ""));
         this.rows.set(i, row);
         this.list.append(row);
       }
@@ -744,13 +743,13 @@ class Viewer {
     }
     ctx.globalAlpha = 1;
     for (let k = 0; k < f.frees.length; k += 2) {
-      const [x, y] = [X(f.frees[k]) + 0.5, Y(0)];
+      const [x, y, d] = [X(f.frees[k]) + 0.5, Y(0), 3.5]; // a cross at refcount 0
       ctx.strokeStyle = colour(f.frees[k + 1]);
       ctx.beginPath();
-      ctx.moveTo(x - 3.5, y - 3.5);
-      ctx.lineTo(x + 3.5, y + 3.5);
-      ctx.moveTo(x + 3.5, y - 3.5);
-      ctx.lineTo(x - 3.5, y + 3.5);
+      for (const e of [d, -d]) {
+        ctx.moveTo(x - d, y - e);
+        ctx.lineTo(x + d, y + e);
+      }
       ctx.stroke();
     }
     ctx.fillStyle = v("danger") || "red";
