@@ -46,6 +46,7 @@ _BUTTONS: dict[str, tuple[str, str]] = {
     "advance": ("advance clock", "age every live session by the seconds given"),
     "flush": ("SSL_CTX_flush_sessions", "remove expired sessions from one side's cache"),
 }
+FULL_HANDSHAKE = "no: a full handshake"
 _SSL_OPS = ("get0", "get1", "read", "shutdown", "clear", "free")
 
 
@@ -85,9 +86,9 @@ class Stepper(widgets.VBox):
         self.lab = lab
         self._busy = False
         self._quiet = False  # set while refresh() moves controls itself
-        self._sent = 0  # how many of the lab's steps the viewer has
         self._build_controls()
-        self.viewer = Viewer()
+        self.viewer = Viewer(lab.trace)  # the history so far travels with the widget's state
+        self._sent = len(lab.trace)  # how many of the lab's steps the viewer has
         self.viewer.observe(self._on_step, names="step")
         self.viewer.observe(self._on_selected, names="selected")
         wrap = widgets.Layout(flex_flow="row wrap", align_items="center")
@@ -134,7 +135,13 @@ class Stepper(widgets.VBox):
             button.on_click(self._handler(name))
             self.buttons[name] = button
         self.resume = _classed(
-            widgets.Dropdown(description="resume", layout=widgets.Layout(width="260px")), "sesskit-resume"
+            widgets.Dropdown(
+                options=[(FULL_HANDSHAKE, 0)],
+                value=0,
+                description="resume",
+                layout=widgets.Layout(width="auto"),
+            ),
+            "sesskit-resume",
         )
         self.seconds = _classed(
             widgets.BoundedIntText(
@@ -192,13 +199,17 @@ class Stepper(widgets.VBox):
             options.append((f"ref #{ref.id} {ref.kind} → {ref.session} ({state})", f"ref:{ref.id}"))
         return options
 
-    def _resume_options(self) -> list[tuple[str, int | None]]:
+    def _resume_options(self) -> list[tuple[str, int]]:
+        """ "full handshake" (0), then each live client session a pointer of yours names, with its state."""
         trace = self.lab.trace
-        options: list[tuple[str, int | None]] = [("no (full handshake)", None)]
+        options: list[tuple[str, int]] = [(FULL_HANDSHAKE, 0)]
         for ref in self.lab.refs:
             st = trace.session(ref.session)
             if st.side == "client" and not st.freed:
-                options.append((f"{ref.session} (ref #{ref.id} {ref.kind})", ref.id))
+                cache = f"in {st.cache} cache" if st.cache else "not cached"
+                usable = "resumable" if st.resumable else "not resumable"
+                state = f"refcount {st.refcount} · {cache} · {usable}"
+                options.append((f"{ref.session} (ref #{ref.id} {ref.kind}) · {state}", ref.id))
         return options
 
     # -- what makes sense ------------------------------------------------------
@@ -262,7 +273,10 @@ class Stepper(widgets.VBox):
         lab = self.lab
         if name == "connect":
             ref = next((r for r in lab.refs if r.id == self.resume.value), None)
-            link = lab.connect(resume=ref)
+            try:
+                link = lab.connect(resume=ref)
+            finally:
+                self.resume.value = 0  # the next connect is a full handshake unless chosen again
             return f"ssl:{link.client.name}"
         if name == "advance":
             lab.advance(int(self.seconds.value))
@@ -293,7 +307,7 @@ class Stepper(widgets.VBox):
 
     # -- predict mode ----------------------------------------------------------
     def _watched_session(self, name: str, obj: Endpoint | SessionRef | None) -> str | None:
-        if name == "connect" and self.resume.value is not None:
+        if name == "connect" and self.resume.value:
             ref = next((r for r in self.lab.refs if r.id == self.resume.value), None)
             return ref.session if ref is not None else None
         return self._session_of(obj)
@@ -337,7 +351,7 @@ class Stepper(widgets.VBox):
                 self.object.options = options
             self.object.value = current if current in values else (values[0] if values else None)
             resume = self._resume_options()
-            keep = self.resume.value if self.resume.value in [v for _, v in resume] else None
+            keep = self.resume.value if self.resume.value in [v for _, v in resume] else 0
             if resume != list(self.resume.options):
                 self.resume.options = resume
             self.resume.value = keep

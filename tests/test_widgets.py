@@ -168,13 +168,20 @@ def test_resume_offers_live_client_sessions_only(lab: Any, stepper: Stepper) -> 
     stepper.buttons["get1"].click()
     client_ref, server_ref = lab.refs[-2], lab.refs[-1]
     offered = [v for _, v in stepper.resume.options]
-    assert offered == [None, client_ref.id]
+    assert offered == [0, client_ref.id]  # 0: a full handshake, never a blank choice
     assert server_ref.id not in offered
     stepper.resume.value = client_ref.id
     stepper.buttons["connect"].click()
     assert lab.trace[-1].op == "SSL_connect"
     assert f"resume {client_ref.session}" in lab.trace[-1].target
     assert stepper.object.value == "ssl:c2"
+    assert stepper.resume.value == 0  # the choice does not stick: the next connect is a full one
+    labels = dict((v, k) for k, v in stepper.resume.options)
+    st = lab.trace.session(client_ref.session)
+    assert labels[client_ref.id].startswith(f"{client_ref.session} (ref #{client_ref.id} get1)")
+    assert f"refcount {st.refcount}" in labels[client_ref.id] and "resumable" in labels[client_ref.id]
+    stepper.buttons["connect"].click()
+    assert "resume" not in lab.trace[-1].target
 
 
 def test_errors_are_shown_not_raised(lab: Any, stepper: Stepper) -> None:

@@ -1,0 +1,275 @@
+"""The Stepper and its viewer in JupyterLab and Notebook 7, in headless Chromium, as a person uses them.
+
+A notebook is opened in a real JupyterLab (and Notebook 7) served on
+127.0.0.1; its cells run on this interpreter's kernel, on the real engine.
+The test clicks SSL_connect, SSL_get1_session, SSL_free and SSL_SESSION_free,
+and checks the viewer's heap after each click against the same program run
+by the model here (the model agrees with libssl step for step: see
+tests/test_differential.py).  Then it shuts the kernel down and scrubs the
+history: every step must still be drawn, from the browser alone.
+
+Locally the test skips when Chromium or JupyterLab is missing; in CI it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from conftest import engine_unavailable
+from headless import CHROMIUM, CHROMIUM_ARGS, missing
+from test_browser import ARTIFACTS, free_port, screenshot_on_failure, stop
+
+import sesskit
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_START_TIMEOUT = 90  # s
+CELL_TIMEOUT = 120_000  # ms: the notebook ran and the Stepper drew
+CLICK_TIMEOUT = 30_000  # ms
+LAB_SETTINGS = {"tls": "1.2", "tickets": False}
+
+
+def engine() -> str:
+    return "model" if engine_unavailable("libssl") else "libssl"
+
+
+def write_notebook(folder: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import sesskit\n"
+            f"lab = sesskit.Lab(engine={engine()!r}, **{LAB_SETTINGS!r})\n"
+            "stepper = lab.stepper()\n"
+            "stepper"
+        )
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / "stepper.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    import time
+    import urllib.error
+
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "api/status", timeout=5):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    raise TimeoutError(f"no answer within {SERVER_START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def jupyter(app: str, home: Path) -> Iterator[str]:
+    """``python -m jupyterlab`` or ``python -m notebook`` on 127.0.0.1, no token, kernels of this Python."""
+    module = {"lab": "jupyterlab", "notebook": "notebook"}[app]
+    try:
+        __import__(module)
+    except ImportError:
+        missing(f"{module} is not installed (pip install -e '.[test]')")
+    spec = home / "data" / "kernels" / "python3"
+    spec.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"})
+    )
+    root = home / "root"
+    root.mkdir()
+    write_notebook(root)
+    env = dict(
+        os.environ,
+        JUPYTER_PATH=str(home / "data"),
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        MPLBACKEND="agg",
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    cmd = [
+        sys.executable,
+        "-m",
+        module,
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.ip=127.0.0.1",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True",
+        "--JupyterNotebookApp.expose_app_in_browser=True",
+        "--allow-root",
+    ]
+    log = home / f"{app}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until_serving(url, proc, log)
+        yield url
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing("playwright (the Python package) is not installed (pip install -e '.[test]')")
+    return CHROMIUM
+
+
+@pytest.fixture
+def browser_page(chromium: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(CLICK_TIMEOUT)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+# -- reading the viewer ---------------------------------------------------------------
+READ_VIEWER = """v => ({
+    step: v.dataset.step,
+    sessions: Object.fromEntries([...v.querySelectorAll('[data-session]')]
+        .filter(s => s.dataset.freed === 'false')
+        .map(s => [s.dataset.session, [Number(s.dataset.refcount), s.dataset.cache]])),
+    why: (v.querySelector('[data-role=why]') || {}).textContent})"""
+
+
+def expected(trace: sesskit.Trace, step: int) -> dict[str, Any]:
+    snap = trace.snapshot(step)
+    live = {k: [s.refcount, s.cache or "none"] for k, s in snap.sessions.items() if not s.freed}
+    return {"step": str(step), "sessions": live, "why": trace[step].why}
+
+
+def model_program() -> sesskit.Trace:
+    """What the clicks below do, played on the model here."""
+    with sesskit.Lab(engine="model", **LAB_SETTINGS) as lab:
+        link = lab.connect()
+        ref = link.client.get1_session()
+        assert ref is not None
+        link.client.free()
+        ref.free()
+        return lab.trace
+
+
+class Viewer:
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.stepper = page.locator(".sesskit-stepper").last
+        self.root = self.stepper.locator(".sesskit-viewer")
+
+    def read(self) -> dict[str, Any]:
+        return dict(self.root.evaluate(READ_VIEWER))
+
+    def wait_step(self, step: int) -> None:
+        self.page.wait_for_function(
+            "([v, want]) => v.dataset.step === want", arg=[self.root.element_handle(), str(step)]
+        )
+
+    def click(self, name: str, then_step: int) -> None:
+        button = self.stepper.locator(f"button.sesskit-btn-{name}")
+        self.page.wait_for_function("b => !b.disabled", arg=button.element_handle())
+        button.click()
+        self.wait_step(then_step)
+
+    def select(self, starts_with: str) -> None:
+        select = self.stepper.locator(".sesskit-object select")
+        labels = [" ".join(str(t).split()) for t in select.locator("option").all_inner_texts()]
+        index = next((i for i, t in enumerate(labels) if t.startswith(starts_with)), None)
+        assert index is not None, f"no {starts_with!r} in 'acts on': {labels}"
+        select.select_option(index=index)
+
+
+def start_session(url: str) -> None:
+    """Start the notebook's kernel through the REST API, so the page opens on a running kernel."""
+    body = json.dumps(
+        {"path": "stepper.ipynb", "type": "notebook", "name": "stepper.ipynb", "kernel": {"name": "python3"}}
+    ).encode()
+    req = urllib.request.Request(
+        url + "api/sessions", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    urllib.request.urlopen(req, timeout=60).close()
+
+
+def run_all_cells(page: Any, url: str) -> None:
+    """Run the notebook's one cell as a person does: click it, Shift+Enter, once the kernel is idle."""
+    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=CELL_TIMEOUT)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=CELL_TIMEOUT)
+    page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+    page.keyboard.press("Shift+Enter")
+
+
+def shut_down_kernels(url: str) -> None:
+    with urllib.request.urlopen(url + "api/kernels", timeout=10) as r:
+        kernels = json.load(r)
+    assert kernels, "no kernel was running"
+    for k in kernels:
+        req = urllib.request.Request(url + f"api/kernels/{k['id']}", method="DELETE")
+        urllib.request.urlopen(req, timeout=30).close()
+
+
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_stepper_clicks_then_history_scrubs_without_a_kernel(
+    app: str, browser_page: Any, tmp_path: Path
+) -> None:
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    trace = model_program()
+    path = {"lab": "lab/tree/stepper.ipynb", "notebook": "notebooks/stepper.ipynb"}[app]
+    with jupyter(app, tmp_path) as url, screenshot_on_failure(page, f"jupyter_{app}_failed"):
+        start_session(url)
+        page.goto(url + path, timeout=CELL_TIMEOUT)
+        run_all_cells(page, url)
+        page.locator(".sesskit-stepper .sesskit-viewer").last.wait_for(state="visible", timeout=CELL_TIMEOUT)
+        v = Viewer(page)
+        assert v.read() == expected(trace, 0)
+
+        v.click("connect", 1)
+        assert v.read() == expected(trace, 1)
+        v.click("get1", 2)
+        assert v.read() == expected(trace, 2)
+        v.click("free", 3)  # a dirty SSL_free of c1: the session lives on through the get1 reference
+        assert v.read() == expected(trace, 3)
+        v.select("ref #1")
+        v.click("session-free", 4)
+        assert v.read() == expected(trace, 4)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"jupyter_{app}_stepper.png"))
+
+        shut_down_kernels(url)
+        page.wait_for_timeout(500)
+        v.root.focus()
+        page.keyboard.press("Home")
+        v.wait_step(0)
+        for step in range(len(trace)):
+            assert v.read() == expected(trace, step), f"step {step} after the kernel stopped"
+            page.keyboard.press("ArrowRight")
+        v.wait_step(len(trace) - 1)
+        assert not errors, errors
