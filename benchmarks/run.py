@@ -97,12 +97,13 @@ def browser_rows(b: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     for name, limit in (("500", 16.0), ("10k", 50.0)):
         r = b["scrub"][name]
         lo, hi = r["live_sessions"]
+        judged = not (b.get("quick") and name == "10k")  # --quick draws a smaller trace than the target's
         out.append(
             (
                 f"viewer scrub, {r['steps']} steps x {lo}-{hi} live (p50/p90)",
                 f"{r['p50_ms']:.1f}/{r['p90_ms']:.1f} ms (bare {bare['p50_ms']:.1f}/{bare['p90_ms']:.1f} ms)",
-                f"<= {limit:.0f} ms",
-                r["p90_ms"] <= limit and r["missed"] == 0,
+                f"<= {limit:.0f} ms" if judged else "reported",
+                not judged or (r["p90_ms"] <= limit and r["missed"] == 0),
             )
         )
     fp = b["first_paint"]
