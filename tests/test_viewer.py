@@ -124,10 +124,9 @@ def tabs(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 
     failures = request.session.testsfailed
     yield make
+    failed = request.session.testsfailed > failures  # the call's report is in before teardown
     for i, tab in enumerate(made):
-        if (
-            request.session.testsfailed > failures and tab.page.url != "about:blank"
-        ):  # this test failed: keep what the browser showed
+        if failed and tab.page.url != "about:blank":  # keep what the browser showed
             name = re.sub(r"[^\w.-]+", "_", request.node.name)
             print(f"screenshot of the failure: {tab.shot(f'failed-{name}-{i}')}")
         tab.context.close()
