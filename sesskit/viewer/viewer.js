@@ -396,7 +396,8 @@ class Viewer {
   }
 
   build(el) {
-    const root = (this.root = h("div", { class: "sesskit-viewer", tabindex: 0, role: "group", "aria-label": "sesskit trace viewer", "data-step": -1 }));
+    // data-lm-suppress-shortcuts: JupyterLab and Notebook 7 (Lumino) leave the keys pressed in here to us
+    const root = (this.root = h("div", { class: "sesskit-viewer", tabindex: 0, role: "group", "aria-label": "sesskit trace viewer", "data-step": -1, "data-lm-suppress-shortcuts": true }));
     this.head = div("sk-head", (this.metaText = span("sk-meta")), (this.timeText = span("sk-time")));
     this.prevBtn = button("◀", "previous step");
     this.nextBtn = button("▶", "next step");
