@@ -1,6 +1,5 @@
-// sesskit viewer: draws a Trace (Python's Trace.to_dict()) in the browser.
-// One ES module, no imports: anywidget loads it from a blob: URL, static pages import it from inlined
-// text; nothing is fetched. Text from a trace is set as text (textContent, setAttribute), never as markup.
+// sesskit viewer: draws a Trace (Python's Trace.to_dict()). One ES module, no imports (anywidget loads it
+// from a blob: URL), nothing fetched. Trace text is set as text (textContent, setAttribute), never markup.
 //
 // Pure parts first (node --test tests/js), then the DOM:
 //   fold      deltas -> states: a checkpoint every CHECK steps plus undo records, so a move applies or
@@ -389,6 +388,8 @@ class Viewer {
     this.members = { client: new Map(), server: new Map() };
     this.selected = model.get("selected") || "";
     this.changed = [];
+    this.pending = new Map(); // element -> the scrollTop to set in the next frame
+    this.own = new Set(); // elements whose next scroll event is ours
     this.cleanups = [];
     this.build(el);
     this.load(model.get("trace"));
@@ -396,7 +397,7 @@ class Viewer {
   }
 
   build(el) {
-    // data-lm-suppress-shortcuts: JupyterLab and Notebook 7 (Lumino) leave the keys pressed in here to us
+    // data-lm-suppress-shortcuts: JupyterLab and Notebook 7 leave the keys pressed in here to us
     const root = (this.root = h("div", { class: "sesskit-viewer", tabindex: 0, role: "group", "aria-label": "sesskit trace viewer", "data-step": -1, "data-lm-suppress-shortcuts": true }));
     this.head = div("sk-head", (this.metaText = span("sk-meta")), (this.timeText = span("sk-time")));
     this.prevBtn = button("◀", "previous step");
@@ -438,8 +439,8 @@ class Viewer {
     this.xAxis = h("div", { class: "sk-xaxis", "aria-hidden": "true" });
     this.plot = div("sk-plot", this.canvas, this.marker, this.xAxis);
     const tl = (text, cls) => h("span", { class: cls, text });
-    const tlLegend = h("div", { class: "sk-legend", "aria-hidden": "true" }, tl("lines: refcount per session (thick while in a cache)"), tl("× freed"),
-      tl("▼ a pointer starts dangling · ! refused", "sk-danger-text"), tl("lower band: cache sizes (server solid, client dashed)"));
+    const tlLegend = h("div", { class: "sk-legend", "aria-hidden": "true" }, tl("refcount per session (thick: in a cache)"), tl("× freed"),
+      tl("▼ a pointer starts dangling · ! refused", "sk-danger-text"), tl("below: cache sizes (server solid, client dashed)"));
     root.append(this.head, controls, this.whyBox, div("sk-main", this.heap, section("sk-side", "Steps", this.list)),
       section("sk-timeline", "Timeline", div("sk-tl", this.yAxis, this.plot), tlLegend));
     el.append(root);
@@ -492,7 +493,7 @@ class Viewer {
     this.index = i;
     this.root.setAttribute("data-step", String(i));
     this.slider.value = String(Math.max(0, i));
-    this.drawList(true); // first: setting scrollTop is cheap only while layout is still clean
+    this.drawList(true);
     this.timeText.textContent = `t = ${state.time} s`;
     this.stepLabel.textContent = step ? `step ${i} of ${n - 1} · ${step.op} ${step.target || ""}` : "no steps";
     this.prevBtn.disabled = i <= 0;
@@ -503,7 +504,7 @@ class Viewer {
     this.result.textContent = result;
     this.result.hidden = !result;
     const err = step && step.error;
-    this.error.textContent = err ? `refused (${err.kind || "error"}): ${err.message || ""} Nothing changed.` : "";
+    this.error.textContent = err ? `refused (${err.kind || "error"}): ${err.message || ""} (nothing changed)` : "";
     this.error.hidden = !err;
     this.whyBox.classList.toggle("is-error", !!err);
     this.drawHeap(state, step);
@@ -548,8 +549,7 @@ class Viewer {
     const top = this.heapTop || 0;
     if (first && (first.y < top || first.y + first.h > top + (this.heapH || 460))) {
       this.heapTop = Math.max(0, first.y - 8);
-      this.heapScroll.scrollTop = this.heapTop;
-      this.ownHeapScroll = true;
+      this.scrollLater(this.heapScroll, this.heapTop);
     }
     this.placeLanes();
     const nf = hiddenFreed.length;
@@ -643,8 +643,7 @@ class Viewer {
     const y = this.index * LIST_ROW;
     if (follow && this.index >= 0 && (y < top || y + LIST_ROW > top + viewH)) {
       this.listTop = top = Math.max(0, Math.min(y - (viewH >> 1), n * LIST_ROW - viewH));
-      this.list.scrollTop = top; // the list scrolls, never the page
-      this.ownScroll = true;
+      this.scrollLater(this.list, top); // the list scrolls, never the page
     }
     const first = Math.max(0, Math.floor(top / LIST_ROW) - 6);
     const last = Math.min(n - 1, Math.ceil((top + viewH) / LIST_ROW) + 6);
@@ -675,8 +674,7 @@ class Viewer {
     cv.width = Math.round(W * dpr);
     cv.height = Math.round((H1 + H2 + 8) * dpr);
     cv.style.height = H1 + H2 + 8 + "px";
-    const live = [...f.series.values()].filter((x) => x.freed < 0).length;
-    cv.setAttribute("aria-label", `Timeline of ${n} steps: the refcounts of ${f.series.size} sessions (${live} live at the end, refcount at most ${f.maxRef}), cache sizes (at most ${f.maxCache}), ${f.frees.length / 2} frees, ${f.dangles.length} steps where a pointer started dangling.`);
+    cv.setAttribute("aria-label", `Timeline of ${n} steps: refcounts of ${f.series.size} sessions (at most ${f.maxRef}), cache sizes (at most ${f.maxCache}), ${f.frees.length / 2} frees, ${f.dangles.length} pointers left dangling.`);
     const ctx = cv.getContext && cv.getContext("2d");
     this.yAxis.replaceChildren();
     this.xAxis.replaceChildren();
@@ -793,19 +791,19 @@ class Viewer {
     on(this.root, "keydown", (e) => {
       // the range input moves itself on arrow keys (and fires input); text fields keep their keys
       if (e.target === this.slider || typing(e.target) || e.altKey || e.ctrlKey || e.metaKey) return;
-      const to = { ArrowLeft: -1, ArrowRight: 1, PageUp: -10, PageDown: 10 }[e.key];
+      const to = { ArrowLeft: -1, ArrowRight: 1 }[e.key];
       if (to === undefined && e.key !== "Home" && e.key !== "End") return;
       e.preventDefault();
       move(e.key === "Home" ? 0 : e.key === "End" ? this.fold.length - 1 : this.index + to);
     });
     on(this.list, "scroll", () => {
       // our own scroll: its position is known, and reading it would force a layout in mid-scrub
-      if (this.ownScroll) return void (this.ownScroll = false);
+      if (this.own.delete(this.list)) return;
       this.listTop = this.list.scrollTop;
       this.drawList(false);
     }, { passive: true });
     on(this.heapScroll, "scroll", () => {
-      if (this.ownHeapScroll) return void (this.ownHeapScroll = false);
+      if (this.own.delete(this.heapScroll)) return;
       this.heapTop = this.heapScroll.scrollTop;
       this.placeLanes();
     }, { passive: true });
@@ -869,6 +867,20 @@ class Viewer {
     on(matchMedia("(prefers-color-scheme: dark)"), "change", () => this.drawTimeline());
   }
 
+  /** Scroll `el` in the next frame, whose layout is due anyway (scrollTop forces one on a dirty DOM). */
+  scrollLater(el, top) {
+    this.pending.set(el, top);
+    this.raf ||= requestAnimationFrame(() => {
+      this.raf = 0;
+      for (const [e, t] of this.pending) {
+        if (Math.round(e.scrollTop) === t) continue;
+        e.scrollTop = t;
+        this.own.add(e); // its scroll event is ours
+      }
+      this.pending.clear();
+    });
+  }
+
   setSelected(key) {
     this.selected = key;
     for (const e of this.root.querySelectorAll(".is-selected")) e.classList.remove("is-selected");
@@ -879,15 +891,11 @@ class Viewer {
   onMessage(msg) {
     const n = this.fold.length;
     if (msg.type === "append" && Array.isArray(msg.steps) && msg.steps.length) {
-      const atEnd = this.index === n - 1;
+      const i = this.index;
       this.fold.append(msg.steps);
       this.resized();
-      if (atEnd && this.model.get("follow") !== false) this.goto(this.fold.length - 1);
-      else {
-        this.stepLabel.textContent = this.stepLabel.textContent.replace(/ of \d+/, ` of ${this.fold.length - 1}`);
-        this.nextBtn.disabled = false;
-        this.drawList(false);
-      }
+      this.index = -2; // redrawn even where it stays: "of N", the marker's place
+      this.goto(i === n - 1 && this.model.get("follow") !== false ? this.fold.length - 1 : i);
     } else if (msg.type === "truncate" && Number.isInteger(msg.length) && msg.length >= 0 && msg.length < n) {
       const i = this.index;
       this.reset(new TraceFold(this.fold.steps.slice(0, msg.length)));
@@ -916,6 +924,7 @@ class Viewer {
   destroy() {
     for (const c of this.cleanups.splice(0)) c();
     clearTimeout(this.copyTimer);
+    cancelAnimationFrame(this.raf);
     this.root.remove();
   }
 }
