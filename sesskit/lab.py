@@ -12,10 +12,12 @@ from __future__ import annotations
 import itertools
 import operator
 import signal
+import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from types import FrameType
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from .engines.base import ENGINES, TLS_VERSIONS, Engine, LabConfig, OpResult
 from .errors import DanglingPointer, InvalidOperation, SesskitError
@@ -45,9 +47,13 @@ class _Interrupts:
     in place is restored and, if a signal came, called (Python's default raises
     KeyboardInterrupt) -- after the step is recorded.  If a handler cannot be installed (not the
     main thread, or a handler Python did not install) operations run as before.
+
+    The operations under way are their frames: an operation whose ``__exit__`` never ran (an
+    exception raised as it was called) is dropped once its frame is no longer running, so a
+    later Ctrl-C is never held back by it.
     """
 
-    depth = 0
+    frames: ClassVar[list[FrameType]] = []  # the operations under way, outermost first
     pending = False
     saved: Any = None  # the handler in place before the outermost operation
     main = threading.main_thread().ident
@@ -56,32 +62,50 @@ class _Interrupts:
         cls = _Interrupts
         if threading.get_ident() != cls.main:
             return
-        if cls.depth == 0:
+        frames = cls.frames
+        if not frames:
             current = signal.getsignal(signal.SIGINT)
             if current is None:  # not installed from Python: leave it alone
                 return
             if current is not _on_sigint:
                 cls.saved = current
                 signal.signal(signal.SIGINT, _on_sigint)
-        cls.depth += 1
+        frames.append(sys._getframe(1))
 
     def __exit__(self, *exc: object) -> None:
         cls = _Interrupts
-        if threading.get_ident() != cls.main or cls.depth == 0:
+        frames = cls.frames
+        if threading.get_ident() != cls.main or not frames:
             return
-        cls.depth -= 1
-        if cls.depth == 0:
+        if frames[-1] is sys._getframe(1):
+            frames.pop()
+        if frames:
+            _running(frames)
+        if not frames:
             signal.signal(signal.SIGINT, cls.saved)
             if cls.pending:
                 cls.pending = False
                 _forward(cls.saved, signal.SIGINT, None)
 
 
+def _running(frames: list[FrameType]) -> None:
+    """Keep only the frames still running (on this thread's stack)."""
+    stack = set()
+    f: FrameType | None = sys._getframe(1)
+    while f is not None:
+        stack.add(id(f))
+        f = f.f_back
+    frames[:] = [f for f in frames if id(f) in stack]
+
+
 def _on_sigint(signum: int, frame: Any) -> None:
-    if _Interrupts.depth > 0:
-        _Interrupts.pending = True  # delivered when the operation ends
-    else:  # left installed (its operation could not restore the old one): pass it on at once
-        _forward(_Interrupts.saved, signum, frame)
+    cls = _Interrupts
+    _running(cls.frames)
+    if cls.frames:
+        cls.pending = True  # delivered when the operation ends
+    else:  # no operation under way: restore the handler, and do what it does
+        signal.signal(signal.SIGINT, cls.saved)
+        _forward(cls.saved, signum, frame)
 
 
 def _forward(handler: Any, signum: int, frame: Any) -> None:

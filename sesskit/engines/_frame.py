@@ -113,6 +113,7 @@ class ObservedSSL:
     __slots__ = (
         "cleared",
         "conn",
+        "fed",
         "freed",
         "fresh",
         "handshaking",
@@ -139,7 +140,8 @@ class ObservedSSL:
         self.freed = False
         self.cleared = False
         self.handshaking = True  # until SSL_do_handshake returns 1: flights go straight to its rbio
-        self.fresh = False  # a flight was written to its rbio and not yet processed
+        self.fresh = side == "client"  # a flight (for a client: the start) waits to be processed
+        self.fed = False  # a record was written to its rbio and not yet processed
         self.result = 0  # what the last SSL_do_handshake returned
         self.sess: ObservedSession | None = None  # its session (s->session) when last looked at
 
@@ -155,6 +157,10 @@ class ObservedSSL:
 
 
 S = TypeVar("S", bound=ObservedSession)
+
+
+def _label_number(s: ObservedSession) -> int:
+    return int(s.label[1:]) if s.label else 1 << 62
 
 
 class ObservingEngine(Generic[S]):
@@ -180,7 +186,7 @@ class ObservingEngine(Generic[S]):
         self._by_addr: dict[Any, S] = {}
         self._by_label: dict[str, S] = {}
         self._label_no = 0
-        self._user_refs: dict[str, int] = {}
+        self._user_refs: dict[S, int] = {}  # references the user took with get1, by session
         self._ssls: dict[str, ObservedSSL] = {}
         self._links = 0
         self._order: dict[str, list[str]] = {"client": [], "server": []}
@@ -193,6 +199,10 @@ class ObservingEngine(Generic[S]):
         self._ctx: dict[str, Any] = {}
         self._ctx_addr: dict[str, int] = {}
         self._ctx_side: dict[int, str] = {}  # SSL_CTX address -> side (a session's cache owner)
+        # The operation under way, for recover(): [name, args, calls made, last result, extra];
+        # op_seq counts operations begun (a Lab compares it to tell "never began").
+        self._opstate: list[Any] = ["initial", (), 0, None, None]
+        self.op_seq = 0
 
     def _open(self, cert: Any, key: Any) -> None:
         """Make both SSL_CTXs (``_make_ctx`` registers each); on failure free what was made."""
@@ -288,22 +298,34 @@ class ObservingEngine(Generic[S]):
         if not rec:
             return False
         self._lib.BIO_write(ssl.rbio, rec, len(rec))
+        ssl.fed = True
         return True
 
     def _call(self, ssl: ObservedSSL, fn: Any, *args: Any) -> tuple[int, int]:
         """One OpenSSL call on ``ssl``; move what it wrote; look at its session."""
         r = fn(ssl.ptr, *args)
+        ssl.fed = False
+        op = self._opstate
+        op[2] += 1
+        op[3] = r
         self._collect()
         err = 0 if r > 0 else self._lib.SSL_get_error(ssl.ptr, r)
+        self._after_call(ssl)
+        return r, err
+
+    def _after_call(self, ssl: ObservedSSL) -> None:
+        """What follows each call: move what it wrote, look at its session (again: harmless)."""
         self._drain(ssl)
         self._see_ssl(ssl)
         if self._cb_error is not None:
             self._raise_callback_error()
-        return r, err
 
     def _raise_callback_error(self) -> None:
         """A C callback caught an exception (it must never raise into C): raise it now."""
         exc, self._cb_error = self._cb_error, None
+        assert exc is not None
+        if not isinstance(exc, Exception):  # KeyboardInterrupt and the like: as they are
+            raise exc
         raise SesskitError(f"observation callback failed: {exc!r}") from exc
 
     def _errors(self) -> str:
@@ -340,13 +362,7 @@ class ObservingEngine(Generic[S]):
                     self._see_ssl(x)
         # One pass each, with everything it needs in locals: this runs after every
         # operation, right after OpenSSL has had the CPU (and the caches) to itself.
-        by_label, n = self._by_label, self._label_no
-        for side in SIDES:  # labels: client side first, then server
-            for s in self._seen[side]:
-                n += 1
-                s.label = label = f"S{n}"
-                by_label[label] = s
-        self._label_no = n
+        self._label_seen()
         caches = self._observe_caches(full_walk, stats)
         sessions: dict[str, SessionState] = {}
         read = self._read_session
@@ -360,6 +376,18 @@ class ObservingEngine(Generic[S]):
         ssls = {n: self._ssl_state(x) for n, x in self._touched_ssls.items()}
         self._current = []
         return Delta(sessions, ssls, caches)
+
+    def _label_seen(self) -> None:
+        """Label the sessions first seen in this operation: client side first, then server."""
+        by_label, n = self._by_label, self._label_no
+        for side in SIDES:
+            for s in self._seen[side]:
+                if not s.label:
+                    n += 1
+                    s.label = label = f"S{n}"
+                    by_label[label] = s
+        self._label_no = n
+        self._seen = {"client": [], "server": []}
 
     def _read_session(self, s: S) -> SessionState:
         """A pinned session as it is now (released if only sesskit still holds it)."""
@@ -396,22 +424,37 @@ class ObservingEngine(Generic[S]):
     def connect(self, resume: str | None = None) -> OpResult:
         with self._lock:
             self._links += 1
-            k = self._links
-            c = self._new_ssl(f"c{k}", "client")
-            s = self._new_ssl(f"s{k}", "server")
+            self._opstate = op = ["connect", (resume,), 0, None, self._links]
+            self.op_seq += 1
+            self._connect(op)
+            c, s = self._ssls[f"c{op[4]}"], self._ssls[f"s{op[4]}"]
+            delta = self._finish(stats=True, look_again=False)  # _hs looked after every call
+            return OpResult(delta, (c.name, s.name, bool(self._lib.SSL_session_reused(c.ptr))))
+
+    def _connect(self, op: list[Any]) -> None:
+        """The SSLs of link ``op[4]`` made (those not made yet), then the handshake run (or resumed).
+
+        ``op[2]`` is 1 once ``SSL_set_session`` succeeded.  Everything here can be
+        picked up where an exception left it (:meth:`recover`).
+        """
+        k, resume = op[4], op[1][0]
+        c = self._ssls.get(f"c{k}") or self._new_ssl(f"c{k}", "client")
+        s = self._ssls.get(f"s{k}") or self._new_ssl(f"s{k}", "server")
+        if c.peer is None:
             c.peer, s.peer = s, c
             self._begin(c, s)
-            lib = self._lib
-            if resume is not None:
-                target = self._by_label[resume]
-                self._touched[target.addr] = target
-                if lib.SSL_set_session(c.ptr, target.ptr) != 1:
-                    raise SesskitError(f"SSL_set_session({c.name}, {resume}) failed: {self._errors()}")
-                self._see_ssl(c)
-            self._handshake(c, s)
-            reused = bool(lib.SSL_session_reused(c.ptr))
-            delta = self._finish(stats=True, look_again=False)  # _hs looked after every call
-            return OpResult(delta, (c.name, s.name, reused))
+        else:  # picked up again: look at both, move what they wrote
+            self._current = [c, s]
+            for x in (c, s):
+                self._after_call(x)
+        if resume is not None and not op[2]:
+            target = self._by_label[resume]
+            self._touched[target.addr] = target
+            if self._lib.SSL_set_session(c.ptr, target.ptr) != 1:
+                raise SesskitError(f"SSL_set_session({c.name}, {resume}) failed: {self._errors()}")
+            op[2] = 1
+            self._see_ssl(c)
+        self._handshake(c, s)
 
     def _handshake(self, c: ObservedSSL, s: ObservedSSL) -> None:
         """Both handshakes to the end, looking at each SSL after each of its calls.
@@ -419,15 +462,16 @@ class ObservingEngine(Generic[S]):
         A handshake flight is fed whole (:meth:`_drain` writes it straight to the
         peer): no session is made and dropped inside one flight, so the same
         sessions are seen as record by record, and the handshake costs what it
-        costs without sesskit.
+        costs without sesskit.  The client starts (it is ``fresh`` when made).
         """
-        c_done, s_done = self._hs(c), False
-        while not (c_done and s_done):
+        while c.handshaking or s.handshaking:
             moved = False
-            if s.fresh and not s_done:
-                s_done, moved = self._hs(s), True
-            if c.fresh and not c_done:
-                c_done, moved = self._hs(c), True
+            if s.fresh and s.handshaking:
+                self._hs(s)
+                moved = True
+            if c.fresh and c.handshaking:
+                self._hs(c)
+                moved = True
             if not moved:
                 raise SesskitError(self._handshake_failure(c, s))
 
@@ -446,14 +490,10 @@ class ObservingEngine(Generic[S]):
         """
         ssl.fresh = False
         r = ssl.result = self._lib.SSL_do_handshake(ssl.ptr)
-        self._drain(ssl)
-        self._see_ssl(ssl)
-        if self._cb_error is not None:
-            self._raise_callback_error()
         if r == 1:
             ssl.handshaking = False
-            return True
-        return False
+        self._after_call(ssl)
+        return r == 1
 
     def _handshake_failure(self, *ssls: ObservedSSL) -> str:
         for x in ssls:
@@ -464,60 +504,79 @@ class ObservingEngine(Generic[S]):
         names = "↔".join(x.name for x in ssls)
         return f"handshake {names} stalled: {self._errors()}"
 
-    def _op(self, name: str) -> ObservedSSL:
+    def _op(self, name: str, op: str, *args: Any) -> ObservedSSL:
+        """Begin operation ``op`` on SSL ``name`` (noted for :meth:`recover`)."""
+        self._opstate = [op, (name, *args), 0, None, None]
+        self.op_seq += 1
         x = self._ssls[name]
         self._begin(x)
         return x
 
     def get0(self, ssl: str) -> OpResult:
         with self._lock:
-            x = self._op(ssl)
-            p = self._lib.SSL_get_session(x.ptr)
+            x = self._op(ssl, "get0")
             delta = self._finish()
-            return OpResult(delta, None if p == self._ffi.NULL else self._session_at(p).label)
+            return OpResult(delta, self._label_of(self._lib.SSL_get_session(x.ptr)))
+
+    def _label_of(self, p: Any) -> str | None:
+        return None if p == self._ffi.NULL else self._session_at(p).label
 
     def get1(self, ssl: str) -> OpResult:
         with self._lock:
-            x = self._op(ssl)
+            x = self._op(ssl, "get1")
+            self._get1(x, self._opstate)
+            delta = self._finish()
+            return OpResult(delta, self._label_of(self._opstate[3]))
+
+    def _get1(self, x: ObservedSSL, op: list[Any]) -> None:
+        """``SSL_get1_session``, and the reference it took counted (once, whatever interrupts)."""
+        if not op[2]:
             p = self._lib.SSL_get1_session(x.ptr)
-            label = None
-            if p != self._ffi.NULL:
-                s = self._session_at(p)  # seen (pinned) when the operation began
-                delta = self._finish()
-                label = s.label
-                self._user_refs[label] = self._user_refs.get(label, 0) + 1
-                self._n["user refs"] += 1
-            else:
-                delta = self._finish()
-            return OpResult(delta, label)
+            op[2], op[3] = 1, p
+        p = op[3]
+        if p != self._ffi.NULL and op[2] == 1:
+            s = self._session_at(p)  # seen (pinned) when the operation began
+            self._user_refs[s] = self._user_refs.get(s, 0) + 1
+            self._n["user refs"] += 1
+            op[2] = 2
 
     def read(self, ssl: str) -> OpResult:
         with self._lock:
-            x = self._op(ssl)
-            while self._feed(x):
-                r, err = self._call(x, self._lib.SSL_read, self._buf, BUF_SIZE)
-                if r <= 0 and err not in (SSL_ERROR_WANT_READ, SSL_ERROR_ZERO_RETURN):
-                    self._lib.ERR_clear_error()
-                    break
+            x = self._op(ssl, "read")
+            self._read(x)
             return OpResult(self._finish(stats=True))
+
+    def _read(self, x: ObservedSSL) -> None:
+        """``SSL_read`` record by record, until none is left (picked up where it stopped)."""
+        while x.fed or self._feed(x):
+            r, err = self._call(x, self._lib.SSL_read, self._buf, BUF_SIZE)
+            if r <= 0 and err not in (SSL_ERROR_WANT_READ, SSL_ERROR_ZERO_RETURN):
+                self._lib.ERR_clear_error()
+                break
 
     def shutdown(self, ssl: str) -> OpResult:
         with self._lock:
-            x = self._op(ssl)
-            lib = self._lib
-            if not lib.SSL_get_shutdown(x.ptr) & SSL_SENT_SHUTDOWN:
-                self._call(x, lib.SSL_shutdown)
-            else:
-                while self._feed(x):
-                    r, _ = self._call(x, lib.SSL_shutdown)
-                    if r == 1:
-                        break
-            lib.ERR_clear_error()
+            x = self._op(ssl, "shutdown")
+            self._shutdown(x, self._opstate)
             return OpResult(self._finish(stats=True))
+
+    def _shutdown(self, x: ObservedSSL, op: list[Any]) -> None:
+        lib = self._lib
+        if op[4] is None:  # the first call (send close_notify), or a later one (read the peer's)?
+            op[4] = not lib.SSL_get_shutdown(x.ptr) & SSL_SENT_SHUTDOWN
+        if op[4]:
+            if not op[2]:
+                self._call(x, lib.SSL_shutdown)
+        elif op[3] != 1:
+            while x.fed or self._feed(x):
+                r, _ = self._call(x, lib.SSL_shutdown)
+                if r == 1:
+                    break
+        lib.ERR_clear_error()
 
     def free(self, ssl: str) -> OpResult:
         with self._lock:
-            x = self._op(ssl)
+            x = self._op(ssl, "free")
             self._free_ssl(x)
             return OpResult(self._finish())
 
@@ -530,47 +589,162 @@ class ObservingEngine(Generic[S]):
 
     def session_free(self, session: str) -> OpResult:
         with self._lock:
+            self._opstate = op = ["session_free", (session,), 0, None, None]
+            self.op_seq += 1
             self._begin()
-            s = self._by_label[session]
-            self._touched[s.addr] = s
-            self._lib.SSL_SESSION_free(s.ptr)
-            self._user_refs[session] -= 1
-            self._n["user refs"] -= 1
+            self._session_free(op)
             return OpResult(self._finish())
+
+    def _session_free(self, op: list[Any]) -> None:
+        s = self._by_label[op[1][0]]
+        self._touched[s.addr] = s
+        if not op[2]:
+            self._lib.SSL_SESSION_free(s.ptr)
+            self._user_refs[s] -= 1
+            self._n["user refs"] -= 1
+            op[2] = 1
 
     def advance(self, seconds: int) -> OpResult:
         with self._lock:
+            # op[2]: how many sessions were aged; op[3]: their order; op[4]: the clock after
+            self._opstate = op = ["advance", (seconds,), 0, None, self._now + seconds]
+            self.op_seq += 1
             self._begin()
-            self._now += seconds
-            for s in sorted(self._by_addr.values(), key=lambda s: int(s.label[1:])):
-                self._age(s, seconds)
+            self._advance(op)
             return OpResult(self._finish(full_walk=True))
+
+    def _advance(self, op: list[Any]) -> None:
+        """Age every live session in label order (so eviction order is reproducible), then move the clock."""
+        seconds = op[1][0]
+        if op[3] is None:
+            op[3] = sorted(self._by_addr.values(), key=_label_number)
+        order = op[3]
+        i = op[2]
+        while i < len(order):
+            self._age(order[i], seconds)
+            i += 1
+            op[2] = i
+        self._set_now(op[4])
+
+    def _set_now(self, now: int) -> None:
+        """The virtual clock (the engine's callbacks read it)."""
+        self._now = now
+
+    # -- an operation interrupted --------------------------------------------------------
+    def recover(self) -> OpResult:
+        """Finish the operation an exception interrupted; everything as it is now, and its value.
+
+        Every operation notes how far it got (``_opstate``) next to each OpenSSL call that
+        changes something, with no Python function called in between, so an exception
+        raised at any call leaves it resumable: this does what is left (the rest of a
+        handshake, of the records, of the aging), adopts any pins, labels every session
+        seen, and then looks at *everything*: the delta returned holds the state of every
+        session, SSL and cache (the Lab keeps what differs from its trace).
+        """
+        with self._lock:
+            self._collect()
+            op = self._opstate
+            name, args = op[0], op[1]
+            value: Any = None
+            if name == "connect":
+                self._connect(op)
+                c = self._ssls[f"c{op[4]}"]
+                value = (c.name, f"s{op[4]}", bool(self._lib.SSL_session_reused(c.ptr)))
+            elif name == "advance":
+                self._advance(op)
+            elif name == "session_free":
+                self._session_free(op)
+            elif name == "flush":
+                self._flush(op)
+            elif name != "initial":
+                x = self._ssls[args[0]]
+                self._current = [x]
+                if name == "free":
+                    if not x.freed:
+                        self._free_ssl(x)
+                else:
+                    self._after_call(x)
+                    self._recover_on(name, x, op)
+                    if name == "get0":
+                        value = self._label_of(self._lib.SSL_get_session(x.ptr))
+            self._label_seen()
+            delta = self._full_state()
+            if name == "get1":
+                value = self._label_of(op[3])
+            self._current = []
+            return OpResult(delta, value)
+
+    def _recover_on(self, name: str, x: ObservedSSL, op: list[Any]) -> None:
+        """The rest of an operation on one SSL (``clear`` is the engine's own)."""
+        if name == "get1":
+            self._get1(x, op)
+        elif name == "read":
+            self._read(x)
+        elif name == "shutdown":
+            self._shutdown(x, op)
+
+    def _full_state(self) -> Delta:
+        """Every session, SSL and cache as it is now (after :meth:`recover` finished an operation)."""
+        for x in self._ssls.values():
+            if not x.freed:
+                self._see_ssl(x)
+        self._label_seen()  # sessions only now seen
+        sessions: dict[str, SessionState] = {}
+        for label, s in self._by_label.items():
+            if s.ptr is None:
+                st = SessionState(label, s.side, 0, None, False, True)
+            else:
+                self._touched[s.addr] = s
+                st = self._read_session(s)
+            s.last = sessions[label] = st
+        caches = {side: self._full_cache(side) for side in SIDES}
+        ssls = {name: self._ssl_state(x) for name, x in self._ssls.items()}
+        self._touched = {}
+        return Delta(sessions, ssls, caches)
+
+    def _full_cache(self, side: str) -> CacheState:
+        """One cache, walked whole, with its statistics read again."""
+        raise NotImplementedError
+
+    def _flush(self, op: list[Any]) -> None:
+        """``SSL_CTX_flush_sessions`` of ``flush`` (engines that have it), if not made yet."""
+        raise NotImplementedError
 
     # -- teardown ------------------------------------------------------------------
     def close(self) -> None:
-        """Free every SSL, every reference sesskit or its user holds, and both SSL_CTXs."""
+        """Free every SSL, every reference sesskit or its user holds, and both SSL_CTXs.
+
+        Each object is forgotten as it is freed: if an exception stops it, calling it
+        again goes on where it stopped.
+        """
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
-            lib = self._lib
-            for x in self._ssls.values():
+            self._collect()
+            lib, n = self._lib, self._n
+            for x in list(self._ssls.values()):
                 if not x.freed:
                     self._free_ssl(x)
-            for label, n in self._user_refs.items():
-                s = self._by_label[label]
-                for _ in range(n):
+            refs = self._user_refs
+            while refs:
+                s = next(iter(refs))
+                while refs[s] > 0:
                     lib.SSL_SESSION_free(s.ptr)
-                    self._n["user refs"] -= 1
-            self._user_refs.clear()
-            for s in self._by_addr.values():
+                    n["user refs"] -= 1
+                    refs[s] -= 1
+                del refs[s]
+            pins = self._by_addr
+            while pins:
+                _, s = pins.popitem()
                 lib.SSL_SESSION_free(s.ptr)
-                self._n["observer refs"] -= 1
-            self._by_addr.clear()
-            for ctx in self._ctx.values():
-                self._ctx_free(ctx)
-                self._n["SSL_CTX"] -= 1
-            self._ctx.clear()
+                n["observer refs"] -= 1
+            ctxs = self._ctx
+            while ctxs:
+                side = next(iter(ctxs))
+                self._ctx_free(ctxs[side])
+                del ctxs[side]
+                n["SSL_CTX"] -= 1
+            self._closed = True
 
     def sessions_alive(self) -> Iterable[str]:
         return [s.label for s in self._by_addr.values()]

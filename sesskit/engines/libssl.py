@@ -268,8 +268,12 @@ class LibsslEngine(ObservingEngine[_Sess]):
             def on_new(ssl: Any, sess: Any) -> int:
                 try:
                     self._see(sess, side)
-                except BaseException as exc:  # never raise into C
+                except BaseException as exc:  # never raise into C; raised after the call
                     self._cb_error = exc
+                    try:  # noqa: SIM105 -- once more: an interrupt must not lose a session only this sees
+                        self._see(sess, side)
+                    except BaseException:
+                        pass
                 return 0  # the library drops the reference it took for us: behaviour unchanged
 
             return ffi.callback("int(SSL *, SSL_SESSION *)", on_new, error=0)
@@ -320,10 +324,11 @@ class LibsslEngine(ObservingEngine[_Sess]):
             return None
         s = self._by_addr.get(ptr)
         if s is None:
+            new = _Sess(ptr, ptr, side, self._view.at(ptr))  # cffi pointers: a stable dict key
+            # from the pin to its bookkeeping no Python function runs (issue 16)
             self._lib.SSL_SESSION_up_ref(ptr)  # the observer reference
             self._n["observer refs"] += 1
-            s = _Sess(ptr, ptr, side, self._view.at(ptr))  # cffi pointers: a stable dict key
-            self._by_addr[ptr] = s
+            self._by_addr[ptr] = s = new
             self._seen[side].append(s)
         if self._lib.SSL_SESSION_get_time(ptr) > self._epoch:
             # stamped "now" by OpenSSL: "now" is E on the virtual scale
@@ -336,34 +341,75 @@ class LibsslEngine(ObservingEngine[_Sess]):
         st = self._st if self._C is not None else None
         if st is None or not (st.n or st.overflow):
             return
-        unpack, n = self._C.ffi.unpack, st.n
-        for p, side_no in zip(unpack(st.seen, n), unpack(st.side, n), strict=True):
-            self._adopt(p, side_no)
-        st.n = 0
-        if st.overflow:
-            st.overflow = 0
-            raise SesskitError("observation overflow: one call made more sessions than the helper can pin")
+        self._adopt_pins()
 
-    def _adopt(self, p: Any, side_no: int) -> tuple[_Sess, int]:
-        """Take over the helper's pin on session ``p``, touched; how many pins it had then (1 or 2).
+    def _adopt_pins(self) -> list[tuple[_Sess, int]]:
+        """Take over the helper's pins, in the order taken: each session, and its pins then (1 or 2).
 
         A new session keeps the pin as its observer reference; one pinned
         already has the helper's second reference dropped.  The helper's
         ``void *`` pointers hash and compare by address, like the binding's
         own, and pass as ``SSL_SESSION *`` to it: keys and pointers alike.
+        From the first pin taken over to ``st.n = 0`` no Python function runs,
+        so an exception finds every pin adopted once, or none (issue 16).
         """
-        s = self._by_addr.get(p)
-        if s is None:
-            side = SIDES[side_no]
-            self._n["observer refs"] += 1
-            s = self._by_addr[p] = _Sess(p, p, side, self._view.at(p))
-            self._seen[side].append(s)
-            pins = 1
-        else:
-            self._lib.SSL_SESSION_free(p)
-            pins = 2
-        self._touched[p] = s
-        return s, pins
+        st, unpack = self._st, self._C.ffi.unpack
+        n = st.n
+        seen, sides = unpack(st.seen, n), unpack(st.side, n)
+        by_addr, seen_by_side, touched = self._by_addr, self._seen, self._touched
+        lib, count = self._lib, self._n
+        adopted: list[tuple[_Sess, int]] = []
+        make = object.__new__
+        for p, side_no in zip(seen, sides, strict=True):
+            s = by_addr.get(p)
+            if s is None:
+                s = make(_Sess)
+                s.ptr = s.addr = p
+                s.side = side = SIDES[side_no]
+                s.label, s.view, s.last = "", None, None  # its view is made just below
+                by_addr[p] = s
+                seen_by_side[side].append(s)
+                count["observer refs"] += 1
+                adopted.append((s, 1))
+            else:
+                lib.SSL_SESSION_free(p)
+                adopted.append((s, 2))
+            touched[p] = s
+        st.n = 0
+        self._make_views()
+        if st.overflow:
+            st.overflow = 0
+            raise SesskitError("observation overflow: one call made more sessions than the helper can pin")
+        return adopted
+
+    def _make_views(self) -> None:
+        """The calibrated view of every session adopted without one yet."""
+        at = self._view.at
+        for s in self._touched.values():
+            if s.view is None:
+                s.view = at(s.ptr)
+
+    def _full_state(self) -> Delta:
+        at = self._view.at
+        for s in self._by_addr.values():
+            if s.view is None:
+                s.view = at(s.ptr)
+        return super()._full_state()
+
+    def _full_cache(self, side: str) -> CacheState:
+        lib, null, ctx = self._lib, self._ffi.NULL, self._ctx[side]
+        *stats, number = [lib.SSL_CTX_ctrl(ctx, code, 0, null) for code in _CTRL_CODES]
+        self._touched = {s.addr: s for s in self._by_addr.values()}
+        order = self._walk(side, self._ctx_addr[side])
+        if len(order) != number:
+            raise SesskitError(
+                f"observation inconsistent: SSL_CTX_sess_number says {number} sessions in the "
+                f"{side} cache, the list sesskit follows has {len(order)}"
+            )
+        self._order[side] = order
+        self._members[side] = set(order)
+        members = self._members_tuple[side] = tuple(order)
+        return CacheState(side, number, members, self._new_stats(side, stats))
 
     def connect(self, resume: str | None = None) -> OpResult:
         """The frame's ``connect``, with the SSLs made, both handshakes run and the step read by the C helper.
@@ -375,54 +421,67 @@ class LibsslEngine(ObservingEngine[_Sess]):
         :meth:`_finish` would read (``read_step``), and :meth:`_connected`
         turns it into the step.
         """
-        C = self._C
-        if C is None:
+        if self._C is None:
             return super().connect(resume)
         with self._lock:
             self._links += 1
-            k = self._links
-            self._begin()
-            target = None
-            if resume is not None:
-                target = self._by_label[resume]
-                self._touched[target.addr] = target
-            cl, ctx = self._cl, self._ctx
-            args = ctx["client"], ctx["server"], self._mem, self._ffi.NULL if target is None else target.ptr
-            rc = C.lib.sk_connect(self._st, cl, *args)
-            made = C.ffi.unpack(cl.made, 8)  # ssl, rbio, wbio, session: the client's, then the server's
-            if rc != 1:
-                self._connect_failed(rc, k, made, resume)
-            c = ObservedSSL(f"c{k}", "client", made[0], made[2], made[4])
-            s = ObservedSSL(f"s{k}", "server", made[1], made[3], made[5])
-            c.peer, s.peer = s, c
-            c.handshaking = s.handshaking = False
-            self._ssls[c.name] = c
-            self._ssls[s.name] = s
-            self._n["SSL"] += 2
-            out_len = cl.out_len
-            for i, x in enumerate((c, s)):
-                if out_len[i]:  # not a handshake flight (a TLS 1.3 ticket): fed record by record later
-                    x.inbox += C.ffi.buffer(cl.out[i], out_len[i])
-            return OpResult(self._connected(c, s, made[6], made[7]), (c.name, s.name, bool(cl.reused)))
+            self._opstate = op = ["connect", (resume,), 0, None, self._links]
+            self.op_seq += 1
+            c, s, made = self._helper_connect(op)
+            return OpResult(self._connected(c, s, made[6], made[7]), (c.name, s.name, bool(self._cl.reused)))
 
-    def _connect_failed(self, rc: int, k: int, made: list[Any], resume: str | None) -> None:
-        """The helper's connect did not finish: own what it made, adopt its pins, say why."""
-        pair = []
-        for i, (name, side) in enumerate(((f"c{k}", "client"), (f"s{k}", "server"))):
-            if made[i]:  # made: from here on the engine owns and frees it
-                x = ObservedSSL(name, side, made[i], made[2 + i], made[4 + i])
-                self._n["SSL"] += 1
-                self._ssls[name] = x
-                pair.append(x)
+    def _connect(self, op: list[Any]) -> None:
+        """Picked up after an exception (:meth:`recover`): the helper's connect, if it did not run."""
+        if self._C is None:
+            super()._connect(op)
+        else:
+            if not op[2]:
+                self._helper_connect(op)
+            self._collect()  # its pins, if they were not adopted yet
+
+    def _helper_connect(self, op: list[Any]) -> tuple[ObservedSSL, ObservedSSL, list[Any]]:
+        """``sk_connect`` for link ``op[4]``; the SSLs it made owned at once (``op[2]`` = 1)."""
+        C, k, resume = self._C, op[4], op[1][0]
+        c = ObservedSSL(f"c{k}", "client", None, None, None)
+        s = ObservedSSL(f"s{k}", "server", None, None, None)
+        c.peer, s.peer = s, c
+        c.handshaking = s.handshaking = False
+        self._begin()
+        target = None
+        if resume is not None:
+            target = self._by_label[resume]
+            self._touched[target.addr] = target
+        cl, ctx = self._cl, self._ctx
+        args = ctx["client"], ctx["server"], self._mem, self._ffi.NULL if target is None else target.ptr
+        rc = C.lib.sk_connect(self._st, cl, *args)
+        # from here to op[2] = 1 no Python function runs: what the helper made is owned, or the call
+        # did not happen (issue 16: an interrupt here leaked two SSLs per connect)
+        made = C.ffi.unpack(cl.made, 8)  # ssl, rbio, wbio, session: the client's, then the server's
+        c.ptr, c.rbio, c.wbio = made[0], made[2], made[4]
+        s.ptr, s.rbio, s.wbio = made[1], made[3], made[5]
+        for x in (c, s) if made[0] and made[1] else (c,) if made[0] else (s,) if made[1] else ():
+            self._ssls[x.name] = x
+            self._n["SSL"] += 1
+        out_len = cl.out_len
+        for i, x in enumerate((c, s)):
+            if out_len[i]:  # not a handshake flight (a TLS 1.3 ticket): fed record by record later
+                x.inbox += C.ffi.buffer(cl.out[i], out_len[i])
+        op[2], op[3] = 1, made
+        if rc != 1:
+            self._connect_failed(rc, c, s, made, resume)
+        return c, s, made
+
+    def _connect_failed(
+        self, rc: int, c: ObservedSSL, s: ObservedSSL, made: list[Any], resume: str | None
+    ) -> None:
+        """The helper's connect did not finish: adopt its pins, say why (what it made is owned)."""
         if rc == -4:
             raise SesskitError(f"SSL_new/BIO_new failed: {self._errors()}")
-        c, s = pair
-        c.peer, s.peer = s, c
-        self._current = pair
+        self._current = [c, s]
         if rc == -5:
             raise SesskitError(f"SSL_set_session({c.name}, {resume}) failed: {self._errors()}")
         self._collect()
-        for i, x in enumerate(pair):
+        for i, x in enumerate((c, s)):
             p = made[6 + i]
             x.sess = self._by_addr[p] if p else None
         raise SesskitError(self._helper_failure(rc, c, s))
@@ -436,28 +495,20 @@ class LibsslEngine(ObservingEngine[_Sess]):
         cache walk touches besides them (evicted) is read here, as
         :meth:`_finish` does.
         """
-        st, unpack = self._st, self._C.ffi.unpack
-        n = st.n
-        seen, info = unpack(st.seen, n), unpack(st.info, 4 * n)
-        st.n = 0
+        st = self._st
+        info = self._C.ffi.unpack(st.info, 4 * st.n)
+        adopted = self._adopt_pins()
         by_addr, touched = self._by_addr, self._touched
         # pointer -> (references besides sesskit's, cache, resumable)
         read: dict[Any, tuple[int, int, int]] = {}
         placing: tuple[list[_Sess], list[_Sess], list[_Sess]] = ([], [], [])
-        columns = info[0::4], info[1::4], info[2::4], info[3::4]  # side, references, cache, resumable
-        adopt = self._adopt
-        for p, side_no, refs, owner, resumable in zip(seen, *columns, strict=True):
-            x, pins = adopt(p, side_no)
+        columns = info[1::4], info[2::4], info[3::4]  # references, cache, resumable
+        for (x, pins), refs, owner, resumable in zip(adopted, *columns, strict=True):
             refs -= pins  # the helper read the references with its pins in
-            read[p] = (refs, owner, resumable)
+            read[x.addr] = (refs, owner, resumable)
             if refs > 0 and owner >= 0:
                 placing[owner].append(x)
-        label_no, by_label = self._label_no, self._by_label
-        for x in (*self._seen["client"], *self._seen["server"]):  # labels: client side first
-            label_no += 1
-            x.label = label = f"S{label_no}"
-            by_label[label] = x
-        self._label_no = label_no
+        self._label_seen()  # labels: client side first
         c.sess = by_addr[c_sess] if c_sess else None  # seen, so pinned, by the helper
         s.sess = by_addr[s_sess] if s_sess else None
         caches = self._connected_caches(placing)
@@ -513,11 +564,10 @@ class LibsslEngine(ObservingEngine[_Sess]):
             return self._handshake_failure(c, s)
         return f"the C observation helper failed (code {rc}) in handshake {c.name}↔{s.name}"
 
-    def advance(self, seconds: int) -> OpResult:
-        result = super().advance(seconds)
+    def _set_now(self, now: int) -> None:
+        self._now = now
         if self._C is not None:
-            self._st.now = self._now  # the helper's ticket callbacks read the virtual clock
-        return result
+            self._st.now = now  # the helper's ticket callbacks read the virtual clock
 
     def _see_ssl(self, ssl: ObservedSSL) -> None:
         self._touched_ssls[ssl.name] = ssl
@@ -679,18 +729,38 @@ class LibsslEngine(ObservingEngine[_Sess]):
 
     def clear(self, ssl: str) -> OpResult:
         with self._lock:
-            x = self._op(ssl)
-            if self._lib.SSL_clear(x.ptr) != 1:
-                raise SesskitError(f"SSL_clear({ssl}) failed: {self._errors()}")
+            x = self._op(ssl, "clear")
+            self._clear(x, self._opstate)
+            return OpResult(self._finish())
+
+    def _clear(self, x: ObservedSSL, op: list[Any]) -> None:
+        if not op[2]:
+            ok = self._lib.SSL_clear(x.ptr) == 1
+            op[2] = 1
             x.cleared = True
             x.inbox.clear()
-            return OpResult(self._finish())
+            if not ok:
+                raise SesskitError(f"SSL_clear({x.name}) failed: {self._errors()}")
+
+    def _recover_on(self, name: str, x: ObservedSSL, op: list[Any]) -> None:
+        if name == "clear":
+            self._clear(x, op)
+        else:
+            super()._recover_on(name, x, op)
 
     def flush(self, side: str, at: int) -> OpResult:
         with self._lock:
+            self._opstate = op = ["flush", (side, at), 0, None, None]
+            self.op_seq += 1
             self._begin()
-            self._lib.SSL_CTX_flush_sessions(self._ctx[side], self._epoch + (at - self._now))
+            self._flush(op)
             return OpResult(self._finish())
+
+    def _flush(self, op: list[Any]) -> None:
+        if not op[2]:
+            side, at = op[1]
+            self._lib.SSL_CTX_flush_sessions(self._ctx[side], self._epoch + (at - self._now))
+            op[2] = 1
 
     def _ssl_free(self, ptr: Any) -> None:
         self._lib.SSL_free(ptr)

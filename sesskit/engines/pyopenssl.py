@@ -139,13 +139,13 @@ class PyOpenSSLEngine(ObservingEngine[_Sess]):
         a = self._addr(ptr)
         s = self._by_addr.get(a)
         if s is None:
+            new = self._new_sess(ptr, a, ssl.side)  # before the pin: nothing can fail after it
             got = lib.SSL_get1_session(ssl.ptr)  # the observer reference
             if got != ptr:  # cannot happen: the SSL is ours and single-threaded
                 lib.SSL_SESSION_free(got)
                 raise SesskitError("observation inconsistent: SSL_get1_session and SSL_get_session differ")
             self._n["observer refs"] += 1
-            s = self._new_sess(ptr, a, ssl.side)
-            self._by_addr[a] = s
+            self._by_addr[a] = s = new
             self._seen[ssl.side].append(s)
         self._restamp(s)
         self._touched[a] = s
@@ -206,6 +206,12 @@ class PyOpenSSLEngine(ObservingEngine[_Sess]):
         if state == self._cache_last.get(side):
             return None
         self._cache_last[side] = state
+        return state
+
+    def _full_cache(self, side: str) -> CacheState:
+        self._observe_cache(side, True, True)
+        order = self._order[side]
+        state = self._cache_last[side] = CacheState(side, len(order), tuple(order), self._stats_of(side))
         return state
 
     # -- what pyOpenSSL's lib lacks, and how it frees and ages -------------------------
