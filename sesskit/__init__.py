@@ -14,6 +14,7 @@ from .errors import (
     DanglingPointer,
     InvalidOperation,
     SesskitError,
+    TraceFormatError,
     UnsupportedOperation,
 )
 from .lab import Endpoint, Lab, Link, SessionRef
@@ -54,6 +55,7 @@ __all__ = [
     "Snapshot",
     "Step",
     "Trace",
+    "TraceFormatError",
     "UnsupportedOperation",
     "Watch",
     "__version__",
