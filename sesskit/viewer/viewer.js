@@ -398,7 +398,9 @@ class Viewer {
 
   build(el) {
     // data-lm-suppress-shortcuts: JupyterLab and Notebook 7 leave the keys pressed in here to us
-    const root = (this.root = h("div", { class: "sesskit-viewer", tabindex: 0, role: "group", "aria-label": "sesskit trace viewer", "data-step": -1, "data-lm-suppress-shortcuts": true }));
+    const root = (this.root = h("div", { class: "sesskit-viewer", tabindex: 0, role: "group", "data-step": -1 }));
+    root.setAttribute("aria-label", "sesskit trace viewer");
+    root.setAttribute("data-lm-suppress-shortcuts", "");
     this.head = div("sk-head", (this.metaText = span("sk-meta")), (this.timeText = span("sk-time")));
     this.prevBtn = button("◀", "previous step");
     this.nextBtn = button("▶", "next step");
@@ -423,7 +425,8 @@ class Viewer {
       strips.append((this.strips[side] = st).box);
     }
     const lg = (cls, text) => h("span", { class: "sk-lg sk-lg-" + cls, text });
-    const legend = h("div", { class: "sk-legend", "aria-hidden": "true" }, lg("solid", "SSL, cache, get1"), lg("dashed", "get0 (borrowed)"), lg("dotted", "released"), lg("danger", "dangling"));
+    const legend = h("div", { class: "sk-legend", "aria-hidden": "true" },
+      lg("solid", "SSL, cache, get1"), lg("dashed", "get0 (borrowed)"), lg("dotted", "released"), lg("danger", "dangling"));
     this.laneBox = div("sk-lanes");
     this.freedText = h("span");
     this.freedBtn = button("show", "show or hide the freed sessions", "sk-small");
@@ -554,7 +557,8 @@ class Viewer {
     this.placeLanes();
     const nf = hiddenFreed.length;
     this.freedNote.hidden = !nf && !this.showFreed;
-    this.freedText.textContent = this.showFreed ? "freed sessions shown" : `${nf} freed earlier: ${hiddenFreed.slice(0, 12).join(", ")}${nf > 12 ? ", …" : ""}`;
+    const some = hiddenFreed.slice(0, 12).join(", ") + (nf > 12 ? ", …" : "");
+    this.freedText.textContent = this.showFreed ? "freed sessions shown" : `${nf} freed earlier: ${some}`;
     this.freedBtn.textContent = this.showFreed ? "hide freed" : "show";
     for (const side of SIDES) this.drawStrip(side, state.caches[side]);
   }
@@ -587,12 +591,13 @@ class Viewer {
     for (const x of lane.holders) {
       const mods = (x.danger ? " is-danger" : "") + (x.released ? " is-released" : "");
       const sel = x.kind === "cache" ? null : x.key;
-      const chip = h("span", { class: `sk-chip sk-chip-${x.kind}${mods}${sel && sel === this.selected ? " is-selected" : ""}`, title: x.text, "data-select": sel, tabindex: sel && 0 });
+      const cls = `sk-chip sk-chip-${x.kind}${mods}${sel && sel === this.selected ? " is-selected" : ""}`;
+      const chip = h("span", { class: cls, title: x.text, "data-select": sel, tabindex: sel && 0 });
       const text = document.createTextNode(x.text);
       chip.append(text);
       if (x.kind === "cache") rec.cacheText = text;
-      else if (x.kind === "ssl") for (const [k, v] of [["ssl", x.name], ["points-to", s ? lane.label : ""], ["freed", "false"]]) chip.setAttribute("data-" + k, v);
-      else for (const [k, v] of [["ref", x.id], ["kind", x.refKind], ["dangling", String(x.danger)]]) chip.setAttribute("data-" + k, v);
+      const data = x.kind === "ssl" ? { ssl: x.name, "points-to": s ? lane.label : "", freed: false } : { ref: x.id, kind: x.refKind, dangling: x.danger };
+      if (x.kind !== "cache") for (const k in data) chip.setAttribute("data-" + k, String(data[k]));
       rows.append(div("sk-row", chip, s ? span(`sk-arrow sk-${x.line}${mods}`) : span("sk-none", "no session")));
     }
     if (!s) return rec.el.replaceChildren(rows);
@@ -601,9 +606,11 @@ class Viewer {
     const key = "session:" + lane.label;
     const rc = String(s.freed ? 0 : s.refcount);
     const where = (s.cache ? `, in the ${s.cache} cache` : "") + (s.freed ? ", freed" : "");
-    const box = h("div", { class: "sk-box" + (key === this.selected ? " is-selected" : ""), "data-select": key, tabindex: 0, title: `${lane.label}: refcount ${rc}`, "aria-label": `${lane.label}: refcount ${rc}${where}` },
+    const box = h("div", { class: "sk-box" + (key === this.selected ? " is-selected" : ""), "data-select": key, tabindex: 0 },
       span("sk-label", lane.label), span("sk-rc", rc),
       h("span", { class: "sk-badge", text: (s.side || "") + (s.freed ? " · freed" : s.resumable ? "" : " · not resumable") }));
+    box.title = `${lane.label}: refcount ${rc}`;
+    box.setAttribute("aria-label", box.title + where);
     rec.el.replaceChildren(rows, box);
   }
 
@@ -624,7 +631,8 @@ class Viewer {
     c.members.forEach((label, k) => {
       let e = els.get(label);
       if (!e) {
-        els.set(label, (e = h("span", { class: "sk-member", role: "listitem", "data-member": label, "data-select": "session:" + label, text: label })));
+        e = h("span", { class: "sk-member", role: "listitem", "data-member": label, "data-select": "session:" + label, text: label });
+        els.set(label, e);
         e.style.setProperty("--hue", hueOf(label));
       }
       e.classList.toggle("is-tail", k === c.members.length - 1);
@@ -652,7 +660,8 @@ class Viewer {
       let row = this.rows.get(i);
       if (!row) {
         const st = this.fold.steps[i];
-        row = h("div", { class: "sk-item" + (st.error ? " is-error" : ""), role: "listitem", "data-role": "step-item", "data-index": i, title: st.why || "", style: `top:${i * LIST_ROW}px` },
+        const cls = "sk-item" + (st.error ? " is-error" : "");
+        row = h("div", { class: cls, role: "listitem", "data-role": "step-item", "data-index": i, title: st.why || "", style: `top:${i * LIST_ROW}px` },
           span("sk-i", String(i)), span("sk-op", st.op), span("sk-target", st.target || ""));
         this.rows.set(i, row);
         this.list.append(row);
@@ -674,7 +683,8 @@ class Viewer {
     cv.width = Math.round(W * dpr);
     cv.height = Math.round((H1 + H2 + 8) * dpr);
     cv.style.height = H1 + H2 + 8 + "px";
-    cv.setAttribute("aria-label", `Timeline of ${n} steps: refcounts of ${f.series.size} sessions (at most ${f.maxRef}), cache sizes (at most ${f.maxCache}), ${f.frees.length / 2} frees, ${f.dangles.length} pointers left dangling.`);
+    const about = `refcounts of ${f.series.size} sessions (at most ${f.maxRef}), cache sizes (at most ${f.maxCache})`;
+    cv.setAttribute("aria-label", `Timeline of ${n} steps: ${about}, ${f.frees.length / 2} frees, ${f.dangles.length} dangling.`);
     const ctx = cv.getContext && cv.getContext("2d");
     this.yAxis.replaceChildren();
     this.xAxis.replaceChildren();
