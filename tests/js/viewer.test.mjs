@@ -519,3 +519,40 @@ print(json.dumps({"trace": t.to_dict(), "snaps": snaps}))
     assert.deepEqual(got, want, `step ${i}`);
   }
 });
+
+test("freed sessions: shown the step they are freed, then collapsed unless pointed at or asked for", () => {
+  const s = emptyState();
+  s.sessions.set("S1", { label: "S1", side: "client", refcount: 0, freed: true });
+  s.sessions.set("S2", { label: "S2", side: "server", refcount: 0, freed: true });
+  s.sessions.set("S3", { label: "S3", side: "server", refcount: 1, cache: "server" });
+  s.ssls.set("c9", { name: "c9", side: "client", cleared: true });
+  const keys = (opts) => heapLanes(s, opts).lanes.map((l) => l.key);
+  assert.deepEqual(keys({}), ["n:c9", "s:S3"]);
+  assert.deepEqual(heapLanes(s, {}).hiddenFreed, ["S1", "S2"]);
+  assert.deepEqual(keys({ justFreed: new Set(["S2"]) }), ["n:c9", "s:S2", "s:S3"]);
+  assert.deepEqual(keys({ showFreed: true }), ["n:c9", "s:S1", "s:S2", "s:S3"]);
+  const loose = heapLanes(s, {}).lanes[0];
+  assert.equal(loose.session, undefined);
+  assert.match(loose.holders[0].text, /cleared/);
+});
+
+test("the fold marks the steps where a pointer starts dangling and the refused steps", () => {
+  const t = randomTrace(300, 21);
+  // a refused step changes nothing and carries an error
+  t.steps.splice(5, 0, { index: 5, op: "SSL_SESSION_free", target: "S1", why: "no", error: { kind: "InvalidOperation", message: "twice" }, changes: {} });
+  t.steps[40].changes.refs = { 77: { id: 77, kind: "get0", session: "S1", via: "c1" } };
+  t.steps[41].changes.refs = { 77: { id: 77, kind: "get0", session: "S1", via: "c1", dangling: true } };
+  t.steps[60].changes.refs = { 77: { id: 77, kind: "get0", session: "S1", via: "c1", dangling: true } };
+  const fold = new TraceFold(t.steps);
+  assert.deepEqual(fold.errors, [5]);
+  assert.ok(fold.dangles.includes(41), "the step a pointer turned dangling");
+  assert.ok(!fold.dangles.includes(60), "a pointer already dangling is not marked again");
+  assert.equal(JSON.stringify(stateToPlain(fold.stateAt(5))), JSON.stringify(stateToPlain(fold.stateAt(4))), "a refused step changes nothing");
+});
+
+test("the module imports nothing and touches no DOM when imported (anywidget loads it from a blob)", () => {
+  const src = readFileSync(join(ROOT, "sesskit", "viewer", "viewer.js"), "utf8");
+  assert.doesNotMatch(src, /^\s*import\s/m);
+  assert.doesNotMatch(src, /\bimport\s*\(/);
+  assert.equal(typeof globalThis.document, "undefined", "this test runs without a DOM");
+});
