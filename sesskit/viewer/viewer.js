@@ -432,7 +432,7 @@ class Viewer {
     this.freedBtn = button("show", "show or hide the freed sessions", "sk-small");
     this.freedNote = div("sk-freed", this.freedText, " ", this.freedBtn);
     this.heapScroll = div("sk-heapscroll", this.laneBox, this.freedNote);
-    this.summary = h("p", { class: "sk-sr", "aria-live": "polite" });
+    this.summary = h("p", { class: "sk-sr" });
     this.heap = section("sk-heap", "Heap", strips, legend, this.heapScroll, this.summary);
     this.spacer = div("sk-list-spacer");
     this.list = h("div", { class: "sk-list", role: "list", "aria-label": "steps" }, this.spacer);
@@ -499,6 +499,7 @@ class Viewer {
     this.drawList(true);
     this.timeText.textContent = `t = ${state.time} s`;
     this.stepLabel.textContent = step ? `step ${i} of ${n - 1} · ${step.op} ${step.target || ""}` : "no steps";
+    this.slider.setAttribute("aria-valuetext", this.stepLabel.textContent);
     this.prevBtn.disabled = i <= 0;
     this.nextBtn.disabled = i >= n - 1;
     this.whyOp.textContent = step ? `${step.op} ${step.target || ""}` : "";
@@ -897,7 +898,7 @@ class Viewer {
     for (const e of this.root.querySelectorAll("[data-select]")) if (key && e.getAttribute("data-select") === key) e.classList.add("is-selected");
   }
 
-  /** The kernel's messages: {type: "append", steps} (new steps only) and {type: "truncate", length}. */
+  /** The kernel's messages: {type: "append", steps} (new steps) and {type: "truncate", length}. */
   onMessage(msg) {
     const n = this.fold.length;
     if (msg.type === "append" && Array.isArray(msg.steps) && msg.steps.length) {
@@ -941,13 +942,13 @@ class Viewer {
 
 // ---------------------------------------------------------------- entry points
 
-/** anywidget's entry point; also what mountStatic calls. Returns the cleanup. */
+/** anywidget calls this; returns the cleanup. */
 function render({ model, el }) {
   const v = new Viewer(model, el);
   return () => v.destroy();
 }
 
-/** A model with anywidget's interface over a plain Map, for pages without Jupyter (send does nothing). */
+/** anywidget's model interface over a Map, for pages without Jupyter (send does nothing). */
 export function makeModel(values) {
   const data = new Map(Object.entries(values));
   const handlers = new Map();
@@ -967,7 +968,7 @@ export function makeModel(values) {
   };
 }
 
-/** Draws `trace` into `el` on a page without Jupyter; options {hashKey, title}. Returns the cleanup. */
+/** Draws `trace` into `el` without Jupyter; options {hashKey, title}; returns the cleanup. */
 export function mountStatic(el, trace, options = {}) {
   const model = makeModel({ trace, step: -1, selected: "", follow: true, hash_key: options.hashKey || null });
   const cleanup = render({ model, el });
