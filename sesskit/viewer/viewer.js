@@ -739,7 +739,7 @@ class Viewer {
     const alpha = Math.max(0.3, Math.min(1, 40 / f.series.size));
     let idx = 0;
     for (const [name, ser] of f.series) {
-      const off = ((idx++ % 5) - 2) * 1.5; // equal refcounts drawn side by side, not on top
+      const off = f.series.size > 40 ? 0 : ((idx++ % 5) - 2) * 1.5; // few: equal refcounts side by side
       const y = (val) => Y(val) + off;
       ctx.strokeStyle = colour(name);
       ctx.globalAlpha = 0.3 * alpha;
