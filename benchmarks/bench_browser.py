@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -337,8 +338,11 @@ if __name__ == "__main__":
     if not Path(CHROMIUM).exists():
         sys.exit(f"no Chromium at {CHROMIUM}")
     t0 = time.perf_counter()
+    load = os.getloadavg()
     result = main(args.quick)
     result["bench_seconds"] = time.perf_counter() - t0
+    # other work on the machine shows in browser latencies: the 1-minute load before and after
+    result["load_average"] = [round(load[0], 2), round(os.getloadavg()[0], 2)]
     text = json.dumps(result, indent=2)
     print(text)
     target = args.json or (None if args.quick else HERE / "results" / "browser.json")

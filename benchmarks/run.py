@@ -215,6 +215,7 @@ def browser_only(quick: bool) -> None:
     result["browser"] = browser
     result["table"] = rows(result["core"], result["memory"], result.get("see", {}), browser)
     print_table(result["table"])
+    print(f"load average (1 min) before/after the browser rows: {browser.get('load_average')}")
     latest.write_text(json.dumps(result, indent=2) + "\n")
     print(f"updated the browser rows of {latest.relative_to(HERE.parent)}")
 
