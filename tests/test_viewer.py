@@ -166,7 +166,8 @@ READ = """async ([k, want, timeout]) => {
       freed: e.dataset.freed ?? null})),
     refs: all('[data-ref]').map(e => ({id: e.dataset.ref, kind: e.dataset.kind ?? null,
       dangling: e.dataset.dangling ?? null})),
-    stepItems: all('[data-role=step-item]').length,
+    items: all('[data-role=step-item]').map(e => ({index: e.dataset.index, text: e.textContent,
+      current: e.getAttribute('aria-current')})),
     imgs: all('img').length,
     pwned: window.__pwned === undefined ? null : String(window.__pwned),
     hash: location.hash,
@@ -204,6 +205,11 @@ def check_step(state: dict[str, Any], trace: Trace, data: dict[str, Any], i: int
             continue
         assert label in snap.sessions, f"{at}: session {label} drawn before it exists"
         assert (got["freed"], got["refcount"]) == ("true", "0"), f"{at}: freed session {label} shown as {got}"
+    items = {it["index"]: it for it in state["items"]}  # a window of the list (it is virtualised)
+    assert str(i) in items, f"{at}: the step list does not show the current step"
+    assert data["steps"][i]["op"] in items[str(i)]["text"], f"{at}: step list item {items[str(i)]}"
+    current = [it["index"] for it in state["items"] if it["current"]]
+    assert current == [str(i)], f"{at}: step list marks {current} as current (aria-current)"
     for strip in state["strips"]:
         cache = snap.caches[strip["side"]]
         assert strip["size"] == str(cache.size), f"{at}: {strip['side']} cache size"
@@ -452,6 +458,17 @@ def test_keyboard_moves_within_the_trace(tour: Trace, tmp_path: Path, tabs: Any)
     ]:
         pg.keyboard.press(key)
         check_step(read(pg, want), tour, data, want, key)
+    tab.clean()
+
+
+def test_clicking_a_step_in_the_list_shows_it(tour: Trace, tmp_path: Path, tabs: Any) -> None:
+    tab = tabs()
+    pg = tab.open(write_page(tmp_path, tour), "#step=2")
+    read(pg, 2)
+    pg.locator(".sesskit-viewer [data-role=step-item][data-index='9']").click()
+    state = read(pg, 9)
+    check_step(state, tour, tour.to_dict(), 9, "clicked step 9 in the list")
+    assert state["hash"] == "#step=9"
     tab.clean()
 
 
