@@ -53,9 +53,12 @@ NPM: dict[str, tuple[str, dict[str, str], str]] = {
     "mathjax": (
         "3.2.2",
         {
+            # tex-chtml.js bundles the TeX input and the CommonHTML output; what it may load later is
+            # its fonts, TeX extensions, the menu and accessibility parts (not the SVG output, AsciiMath,
+            # MathML input or the other combined builds: 2 MB the pages never ask for).
             "es5/tex-chtml.js": "tex-chtml.js",
-            "es5/input/": "input/",
-            "es5/output/": "output/",
+            "es5/input/tex/": "input/tex/",
+            "es5/output/chtml/": "output/chtml/",
             "es5/ui/": "ui/",
             "es5/a11y/": "a11y/",
             "es5/sre/": "sre/",
@@ -69,7 +72,9 @@ SKIP_SUFFIXES = (".map",)
 
 # -- vendoring -----------------------------------------------------------------
 def _stamp(pkg: str, version: str) -> str:
-    return f"{pkg}@{version}"
+    # the files taken count too: a changed selection is vendored again
+    files = hashlib.sha256(json.dumps(NPM[pkg][1], sort_keys=True).encode()).hexdigest()[:12]
+    return f"{pkg}@{version} {files}"
 
 
 def vendor_assets(force: bool = False) -> None:
