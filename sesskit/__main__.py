@@ -133,6 +133,7 @@ def _list() -> int:
 
 def _load_trace(path: Path) -> Trace:
     """A saved trace, or a one-line :class:`SesskitError` saying why the file is not one."""
+    from .errors import TraceFormatError
     from .trace import Trace
 
     try:
@@ -140,14 +141,9 @@ def _load_trace(path: Path) -> Trace:
     except OSError as exc:
         raise SesskitError(f"can't read {str(path)!r}: {exc.strerror or exc}") from None
     try:
-        return Trace.from_json(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SesskitError(f"{str(path)!r} is not a sesskit trace: not UTF-8 text") from None
-    except SesskitError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise SesskitError(f"{str(path)!r} is not a sesskit trace: {reason}") from None
+        return Trace.from_json(data)  # bytes: non-UTF-8 is a TraceFormatError too
+    except TraceFormatError as exc:
+        raise SesskitError(f"{str(path)!r}: {exc}") from None
 
 
 def _render(args: argparse.Namespace) -> int:
