@@ -373,10 +373,11 @@ const div = (cls, ...kids) => h("div", { class: cls }, ...kids);
 const span = (cls, text) => h("span", { class: cls, text });
 const button = (text, label, cls = "") => h("button", { type: "button", class: "sk-btn " + cls, "aria-label": label, title: label, text });
 const section = (cls, title, ...kids) => h("section", { class: cls, "aria-label": title }, h("h3", { class: "sk-h", text: title }), ...kids);
-const typing = (t) => t.isContentEditable || /^(TEXTAREA|SELECT)$/.test(t.tagName) || (t.tagName === "INPUT" && t.type !== "range");
+const typing = (t) => t.isContentEditable || (/^(TEXTAREA|SELECT|INPUT)$/.test(t.tagName) && t.type !== "range");
 const LIST_ROW = 24; // px: a step list row
 const LIST_ROWS = 14; // rows in view
 const MARGIN = 500; // px of heap drawn above and below its view
+const STRIP = 40; // cache members shown from the head
 
 class Viewer {
   constructor(model, el) {
@@ -429,7 +430,7 @@ class Viewer {
       lg("solid", "SSL, cache, get1"), lg("dashed", "get0 (borrowed)"), lg("dotted", "released"), lg("danger", "dangling"));
     this.laneBox = div("sk-lanes");
     this.freedText = h("span");
-    this.freedBtn = button("show", "show or hide the freed sessions", "sk-small");
+    this.freedBtn = button("show", "show or hide freed sessions", "sk-small");
     this.freedNote = div("sk-freed", this.freedText, " ", this.freedBtn);
     this.heapScroll = div("sk-heapscroll", this.laneBox, this.freedNote);
     this.summary = h("p", { class: "sk-sr" });
@@ -443,7 +444,7 @@ class Viewer {
     this.plot = div("sk-plot", this.canvas, this.marker, this.xAxis);
     const tl = (text, cls) => h("span", { class: cls, text });
     const tlLegend = h("div", { class: "sk-legend", "aria-hidden": "true" }, tl("refcount per session (thick: in a cache)"), tl("× freed"),
-      tl("▼ a pointer starts dangling · ! refused", "sk-danger-text"), tl("below: cache sizes (server solid, client dashed)"));
+      tl("▼ a pointer dangles · ! refused", "sk-danger-text"), tl("below: cache sizes (server solid, client dashed)"));
     root.append(this.head, controls, this.whyBox, div("sk-main", this.heap, section("sk-side", "Steps", this.list)),
       section("sk-timeline", "Timeline", div("sk-tl", this.yAxis, this.plot), tlLegend));
     el.append(root);
@@ -481,7 +482,6 @@ class Viewer {
   resized() {
     const n = this.fold.length;
     this.slider.max = String(Math.max(0, n - 1));
-    this.slider.disabled = n <= 1;
     this.spacer.style.height = n * LIST_ROW + "px";
     this.list.style.height = Math.min(Math.max(n, 1), LIST_ROWS) * LIST_ROW + "px";
     this.drawTimeline();
@@ -503,7 +503,7 @@ class Viewer {
     this.prevBtn.disabled = i <= 0;
     this.nextBtn.disabled = i >= n - 1;
     this.whyOp.textContent = step ? `${step.op} ${step.target || ""}` : "";
-    this.why.textContent = step ? step.why || "" : "This trace has no steps yet.";
+    this.why.textContent = step ? step.why || "" : "No steps yet.";
     const result = step && step.result != null ? "result: " + step.result : "";
     this.result.textContent = result;
     this.result.hidden = !result;
@@ -637,6 +637,7 @@ class Viewer {
         e.style.setProperty("--hue", hueOf(label));
       }
       e.classList.toggle("is-tail", k === c.members.length - 1);
+      e.hidden = k >= STRIP && k < c.members.length - 1; // a long row wraps slowly
       e.classList.toggle("is-selected", "session:" + label === this.selected);
       if (e === cur) cur = cur.nextSibling;
       else st.list.insertBefore(e, cur);
@@ -684,7 +685,7 @@ class Viewer {
     cv.width = Math.round(W * dpr);
     cv.height = Math.round((H1 + H2 + 8) * dpr);
     cv.style.height = H1 + H2 + 8 + "px";
-    const about = `refcounts of ${f.series.size} sessions (at most ${f.maxRef}), cache sizes (at most ${f.maxCache})`;
+    const about = `refcounts of ${f.series.size} sessions (max ${f.maxRef}), cache sizes (max ${f.maxCache})`;
     cv.setAttribute("aria-label", `Timeline of ${n} steps: ${about}, ${f.frees.length / 2} frees, ${f.dangles.length} dangling.`);
     const ctx = cv.getContext && cv.getContext("2d");
     this.yAxis.replaceChildren();
