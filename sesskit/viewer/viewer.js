@@ -693,7 +693,7 @@ class Viewer {
     if (!ctx || !n) return;
     const css = getComputedStyle(this.root);
     const v = (name) => css.getPropertyValue("--sk-" + name).trim();
-    const colour = (label) => `hsl(${hueOf(label)} ${v("line-s") || "68%"} ${v("line-l") || "38%"})`;
+    const colour = (label) => `hsl(${hueOf(label)} ${v("line-s") || "68%"} ${v("line-l") || "34%"})`;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, W, H1 + H2 + 8);
     ctx.lineJoin = "round";
