@@ -109,3 +109,19 @@ def test_the_docs_pages_the_readme_points_to_exist_and_are_in_the_site(page: str
     assert (ROOT / "docs" / f"{page}.md").is_file()
     index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
     assert re.search(rf"^{page}$", index, re.M), f"docs/index.md's toctree must list {page}"
+
+
+def test_the_benchmarks_page_quotes_latest_json_verbatim() -> None:
+    """Each figure on docs/benchmarks.md is a row of benchmarks/results/latest.json, as run.py wrote it."""
+    latest = json.loads((ROOT / "benchmarks" / "results" / "latest.json").read_text(encoding="utf-8"))
+    rows = {name: (figure, ok) for name, figure, _target, ok in latest["table"]}
+    page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    quoted = re.findall(r"^\| `([^`]+)` \| `bench_\w+\.py` \| ([^|]+?) \| [^|]+ \| ([^|]+?) \|$", page, re.M)
+    assert quoted, "docs/benchmarks.md has no table of latest.json rows"
+    for name, figure, met in quoted:
+        assert name in rows, f"docs/benchmarks.md quotes {name!r}, which latest.json does not have"
+        want, ok = rows[name]
+        assert figure == want, f"{name}: the page says {figure!r}, latest.json {want!r}: copy the new rows"
+        assert met == ("yes" if ok else "**no**"), f"{name}: the page's 'met' is {met!r}"
+    browser = {name for name in rows if name.startswith(("viewer", "render tour"))}
+    assert browser and browser <= {name for name, _, _ in quoted}, "the browser rows must be on the page"
