@@ -26,6 +26,7 @@ SCRIPT = ROOT / "docs" / "screenshot.py"
 PNG = ROOT / "docs" / "_static" / "screenshot.png"
 SIDECAR = ROOT / "docs" / "_static" / "screenshot.json"
 REFRESH = "run python docs/screenshot.py to refresh the screenshot"
+BENCH_REFRESH = "run python docs/benchmarks_table.py to copy latest.json's rows"
 
 
 def screenshot_script() -> ModuleType:
@@ -119,9 +120,9 @@ def test_the_benchmarks_page_quotes_latest_json_verbatim() -> None:
     quoted = re.findall(r"^\| `([^`]+)` \| `bench_\w+\.py` \| ([^|]+?) \| [^|]+ \| ([^|]+?) \|$", page, re.M)
     assert quoted, "docs/benchmarks.md has no table of latest.json rows"
     for name, figure, met in quoted:
-        assert name in rows, f"docs/benchmarks.md quotes {name!r}, which latest.json does not have"
+        assert name in rows, f"docs/benchmarks.md quotes {name!r}, which latest.json lacks: {BENCH_REFRESH}"
         want, ok = rows[name]
-        assert figure == want, f"{name}: the page says {figure!r}, latest.json {want!r}: copy the new rows"
+        assert figure == want, f"{name}: the page says {figure!r}, latest.json {want!r}: {BENCH_REFRESH}"
         assert met == ("yes" if ok else "**no**"), f"{name}: the page's 'met' is {met!r}"
     browser = {name for name in rows if name.startswith(("viewer", "render tour"))}
     assert browser and browser <= {name for name, _, _ in quoted}, "the browser rows must be on the page"
