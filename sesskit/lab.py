@@ -9,6 +9,7 @@ no bad request ever reaches C.
 
 from __future__ import annotations
 
+import _signal
 import itertools
 import operator
 import signal
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
 __all__ = ["MAX_CACHE_SIZE", "MAX_TIME", "Endpoint", "Lab", "Link", "SessionRef"]
 
 _lab_ids = itertools.count(1)
+
+# signal.getsignal/signal convert handlers to and from enums in Python (a dozen calls); every
+# operation reads and sets the SIGINT handler twice, so it calls the C functions under them.
+_getsignal: Callable[[int], Any] = getattr(_signal, "getsignal", signal.getsignal)
+_setsignal: Callable[[int, Any], Any] = getattr(_signal, "signal", signal.signal)
+_SIGINT = int(signal.SIGINT)
 
 # SSL_CTX_sess_set_cache_size takes a C long (SSL_CTX_ctrl's larg): 2**31 - 1 fits one on every
 # platform OpenSSL runs on (a long is 32 bits on 64-bit Windows), and no lab comes near it.
@@ -64,12 +71,12 @@ class _Interrupts:
             return
         frames = cls.frames
         if not frames:
-            current = signal.getsignal(signal.SIGINT)
+            current = _getsignal(_SIGINT)
             if current is None:  # not installed from Python: leave it alone
                 return
             if current is not _on_sigint:
                 cls.saved = current
-                signal.signal(signal.SIGINT, _on_sigint)
+                _setsignal(_SIGINT, _on_sigint)
         frames.append(sys._getframe(1))
 
     def __exit__(self, *exc: object) -> None:
@@ -82,7 +89,7 @@ class _Interrupts:
         if frames:
             _running(frames)
         if not frames:
-            signal.signal(signal.SIGINT, cls.saved)
+            _setsignal(_SIGINT, cls.saved)
             if cls.pending:
                 cls.pending = False
                 _forward(cls.saved, signal.SIGINT, None)
