@@ -281,7 +281,7 @@ def test_stepper_in_voila_clicks_through_a_session_life(voila_url: str, page: An
         assert stepper.drawn_refcount("S1") == "2"
 
         stepper.click("free")  # dirty SSL_free of c1: S1 lives on through the get1 reference
-        stepper.expect_refcount("c1: no session")
+        stepper.expect_refcount("c1 at step 3: no session")
         fig = stepper.expect_new_figure(fig)
 
         stepper.select("ref #1")
