@@ -146,6 +146,7 @@ def _same(model: Lab, real: Lab, when: str) -> None:
 def _labelled(lab: Lab) -> None:
     engine: Any = lab._engine
     assert all(s.label for s in engine._by_addr.values()), "a session sesskit pins has no label"
+    assert engine._now == lab.time, "the engine's clock and lab.time disagree"
     assert not lab._broken
 
 
@@ -237,6 +238,28 @@ def test_ctrl_c_between_operations_is_not_delayed() -> None:
             for _ in range(1000):  # the handler runs at once, not at the next operation
                 pass
         assert len(lab.trace) == 2
+
+
+def test_a_model_lab_interrupted_is_whole_or_says_it_can_no_longer_be_trusted() -> None:
+    """The model cannot finish an operation stopped half-way: the lab then refuses to go on."""
+    outcomes = set()
+    for k in range(1, 400):
+        with Lab(engine="model", explain=False, tls="1.2", tickets=False) as lab:
+            lab.connect()
+            steps, before = len(lab.trace), lab.snapshot()
+            hook = interrupted(k, lab.connect)
+            if lab._broken:
+                outcomes.add("broken")
+                with pytest.raises(InvalidOperation, match="close this lab"):
+                    lab.advance(1)
+            else:
+                outcomes.add("whole")
+                assert len(lab.trace) == steps + 1 or lab.snapshot() == before
+                lab.advance(1)
+                lab.connect()
+            if not hook.fired:
+                break
+    assert outcomes == {"broken", "whole"}
 
 
 # -- 2. the virtual clock's range ----------------------------------------------------------------

@@ -37,6 +37,10 @@ class ModelEngine:
         )
         self._last: dict[str, SessionState] = {}
         self._last_cache: dict[str, CacheState] = {}
+        # Operations begun.  The model cannot finish an operation an exception stopped half-way
+        # (it has no recover()): a Lab that sees this count move on such an exception stops
+        # trusting itself; one that sees it unchanged knows nothing moved.
+        self.op_seq = 0
 
     # -- deltas ------------------------------------------------------------------
     def _state(self, s: Session) -> SessionState:
@@ -109,6 +113,7 @@ class ModelEngine:
         return self._finish("").delta
 
     def connect(self, resume: str | None = None) -> OpResult:
+        self.op_seq += 1  # begun: an exception from here on may leave the model half-way
         m = self.model
         target = m.by_label[resume] if resume is not None else None
         c, s = m.connect(target)
@@ -135,6 +140,7 @@ class ModelEngine:
         return self._finish(lead, (c.name, s.name, reused))
 
     def get0(self, ssl: str) -> OpResult:
+        self.op_seq += 1  # begun: an exception from here on may leave the model half-way
         x = self._ssl(ssl)
         self.model.begin(x)
         sess = x.session
@@ -147,6 +153,7 @@ class ModelEngine:
         return self._finish(lead, sess.label)
 
     def get1(self, ssl: str) -> OpResult:
+        self.op_seq += 1  # begun: an exception from here on may leave the model half-way
         x = self._ssl(ssl)
         self.model.begin(x)
         sess = self.model.get1(x)
@@ -156,6 +163,7 @@ class ModelEngine:
         return self._finish(lead, sess.label)
 
     def read(self, ssl: str) -> OpResult:
+        self.op_seq += 1  # begun: an exception from here on may leave the model half-way
         x = self._ssl(ssl)
         self.model.begin(x)
         pending = [k for k, _ in x.inbox]
@@ -175,6 +183,7 @@ class ModelEngine:
         return f"{what} processed " + " and ".join(said)
 
     def shutdown(self, ssl: str) -> OpResult:
+        self.op_seq += 1  # begun: an exception from here on may leave the model half-way
         x = self._ssl(ssl)
         self.model.begin(x)
         if not x.sent_shutdown:
@@ -191,12 +200,14 @@ class ModelEngine:
         return self._finish(lead)
 
     def clear(self, ssl: str) -> OpResult:
+        self.op_seq += 1  # begun: an exception from here on may leave the model half-way
         x = self._ssl(ssl)
         self.model.begin(x)
         self.model.clear(x)
         return self._finish(f"SSL_clear({ssl}) reset it for a new handshake ({RULES['clear_keeps'].source})")
 
     def free(self, ssl: str) -> OpResult:
+        self.op_seq += 1  # begun: an exception from here on may leave the model half-way
         x = self._ssl(ssl)
         self.model.begin(x)
         sess = x.session
@@ -207,12 +218,14 @@ class ModelEngine:
         return self._finish(lead)
 
     def session_free(self, session: str) -> OpResult:
+        self.op_seq += 1  # begun: an exception from here on may leave the model half-way
         self.model.begin()
         s = self.model.by_label[session]
         self.model.session_free(s)
         return self._finish(f"SSL_SESSION_free({session}) gave back one get1 reference")
 
     def advance(self, seconds: int) -> OpResult:
+        self.op_seq += 1  # begun: an exception from here on may leave the model half-way
         self.model.begin()
         self.model.advance(seconds)
         lead = (
@@ -222,6 +235,7 @@ class ModelEngine:
         return self._finish(lead)
 
     def flush(self, side: str, at: int) -> OpResult:
+        self.op_seq += 1  # begun: an exception from here on may leave the model half-way
         m = self.model
         m.begin()
         n = m.flush(m.caches[side], at)
