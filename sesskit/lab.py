@@ -217,15 +217,15 @@ class Lab:
         ``SSL_CTX_sess_set_cache_size`` and ``SSL_CTX_set_timeout`` of both contexts:
         ``0 <= cache_size <= MAX_CACHE_SIZE`` (0: unlimited) and ``1 <= timeout <=
         MAX_TIME`` seconds (ten years, the range of the virtual clock).
-
-    Every setting is checked before any OpenSSL object exists: a bool must be a bool (the
-    string "False" is refused, not taken for True), ``tls`` the string "1.2" or "1.3".  A bad
-    one raises :class:`~sesskit.InvalidOperation` naming it.
     explain : bool
         With a real engine, also run the model alongside to give each step its
         ``why`` (and to say so when reality differs from the prediction).  The
         model runs when a step is first read from ``lab.trace``, so operations
         whose ``why`` nobody reads cost nothing extra (:mod:`sesskit.explain`).
+
+    Every setting is checked before any OpenSSL object exists: a bool must be a bool (the
+    string "False" is refused, not taken for True), ``tls`` the string "1.2" or "1.3".  A bad
+    one raises :class:`~sesskit.InvalidOperation` naming it.
     """
 
     def __init__(
