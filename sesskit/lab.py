@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from .engines.base import ENGINES, TLS_VERSIONS, Engine, LabConfig, OpResult
 from .errors import DanglingPointer, InvalidOperation, SesskitError
-from .trace import MAX_TIME, Delta, RefState, Snapshot, SSLState, Trace
+from .trace import MAX_TIME, Delta, RefState, Snapshot, SSLState, Step, Trace
 
 if TYPE_CHECKING:
     from .explain import Explainer
@@ -432,6 +432,46 @@ class Lab:
                 "flush", (side, when), "SSL_CTX_flush_sessions", lambda res: _Plan(f"{side} at t={when}")
             )
 
+    # -- mistakes, recorded ------------------------------------------------------
+    def refused(self, op: str, target: str, error: SesskitError) -> Step:
+        """For teaching tools such as the Stepper: record a refused attempt.
+
+        ``error`` is the typed error this lab raised when asked for ``op`` (a C call name such as
+        ``"SSL_SESSION_free"``) on ``target`` (e.g. ``"S2 (ref #1)"`` or ``"c1"``): an
+        SSL_SESSION_free on a get0 pointer, a use after free, a double free, a read after
+        SSL_clear, a resumption with a server-side session or a dangling pointer.  The step
+        appended changes nothing (empty changes, the same snapshot as before), carries
+        ``error = {"kind": type(error).__name__, "message": str(error)}``, and its ``why`` is the
+        error's message: the OpenSSL rule that forbids the call and what it would do in C.
+        No engine is called: a real OpenSSL never touches freed memory to show a mistake.
+
+        An ``op`` that is not a call a lab records, a ``target`` that is not a string, or an
+        ``error`` that is not a :class:`~sesskit.SesskitError` with a message is refused with
+        :class:`~sesskit.InvalidOperation` (nothing recorded).
+        """
+        if not isinstance(op, str) or op not in _REFUSABLE:
+            raise InvalidOperation(
+                f"refused(op={op!r}): op is the C call that was refused, one of "
+                + ", ".join(sorted(_REFUSABLE))
+            )
+        if not isinstance(target, str):
+            raise InvalidOperation(
+                f"refused(target={target!r}): target is a string (e.g. 'c1' or 'S2 (ref #1)')"
+            )
+        if not isinstance(error, SesskitError) or not str(error):
+            raise InvalidOperation(
+                f"refused(error={error!r}): error is the sesskit error the lab raised (a SesskitError "
+                "with a message)"
+            )
+        kind, message = type(error).__name__, str(error)
+        why = (
+            f"Refused, not called: {message.rstrip('.')}. sesskit did not make this call, so nothing changed."
+        )
+        with self._lock, _DEFERRED:
+            if self._broken:
+                raise InvalidOperation(f"can't record a refused {op}: {self._broken}")
+            return self.trace.append(op, target, why, Delta(), error={"kind": kind, "message": message})
+
     # -- internals used by Endpoint / SessionRef -----------------------------
     def _check_open(self, op: str) -> None:
         if self._closed:
@@ -451,12 +491,24 @@ class Lab:
             )
         state = self.trace.session(ref.session)
         if state.freed:
-            raise DanglingPointer(self._dangling_message("SSL_set_session with", ref))
+            raise DanglingPointer(
+                self._dangling_message(
+                    "SSL_set_session with",
+                    ref,
+                    "In C (OpenSSL 3.0, SSL_set_session in ssl/ssl_sess.c) SSL_set_session would "
+                    "SSL_SESSION_up_ref the freed session, a write into freed memory, and the SSL would "
+                    "later free it a second time: a use after free, then a double free.",
+                )
+            )
         if state.side != "client":
             raise InvalidOperation(
                 f"can't SSL_set_session on a client with {ref.session}: it is a server-side "
-                "session, whose session id context is the server's; the client SSL has none, so OpenSSL "
-                "fails the handshake ('attempt to reuse session in different context')"
+                "session, whose session id context is the server's; the client SSL has none. A session "
+                "must only be used with the SSL_CTX it came from (SSL_get_session(3)). In C (OpenSSL 3.0) "
+                "it is no crash: if the server resumes it (TLS 1.2, the server finds its id in its "
+                "cache) the client fails the handshake ('attempt to reuse session in different "
+                "context', tls_process_server_hello in ssl/statem/statem_clnt.c); otherwise it is not "
+                "resumed"
             )
         return ref.session
 
@@ -554,12 +606,13 @@ class Lab:
     def _ref_state(self, ref_id: int) -> RefState:
         return self.trace.ref(ref_id)
 
-    def _dangling_message(self, what: str, ref: SessionRef) -> str:
+    def _dangling_message(self, what: str, ref: SessionRef, in_c: str = "") -> str:
         step = self._freed_at.get(ref.session)
         when = f" at step {step} ({self.trace[step].op})" if step is not None else ""
         return (
             f"can't {what} {ref.kind} ref #{ref.id}: its session {ref.session} was freed{when}. "
             "In C this pointer now dangles: reading it is a use-after-free (undefined behaviour)."
+            + (f" {in_c}" if in_c else "")
         )
 
     def _endpoint_op(self, ep: Endpoint, op: str, cname: str, plan: Callable[[OpResult], _Plan]) -> Any:
@@ -569,12 +622,13 @@ class Lab:
             step = self._freed_at.get(ep.name)
             raise InvalidOperation(
                 f"can't {cname} on {ep.name}: it was freed at step {step} (SSL_free); "
-                "in C the SSL pointer now dangles"
+                "in C the SSL pointer now dangles. SSL_free(3) frees the SSL, its BIOs and its "
+                f"reference to its session, so in C {_AFTER_SSL_FREE[cname]}"
             )
         if op in ("read", "shutdown") and st.cleared:
             raise InvalidOperation(
                 f"can't {cname} on {ep.name}: SSL_clear reset it for a new handshake, so there "
-                "is no connection to read from or shut down"
+                f"is no connection to read from or shut down. {_AFTER_SSL_CLEAR[cname]}"
             )
         return self._operate(op, (ep.name,), cname, plan)
 
@@ -583,6 +637,32 @@ class Lab:
         ref = SessionRef(self, len(self._refs) + 1, kind, label, via)
         return ref, Delta(refs={ref.id: RefState(ref.id, kind, label, via)})
 
+
+# What each call would do in C on an SSL that SSL_free freed (OpenSSL 3.0; SSL_free(3) frees the
+# SSL, its read and write BIOs and its session reference once the SSL's count reaches 0).
+_AFTER_SSL_FREE = {
+    "SSL_get0_session": "SSL_get0_session would read s->session out of freed memory: a use after free "
+    "(undefined behaviour: a garbage pointer, or a crash)",
+    "SSL_get1_session": "SSL_get1_session would read s->session out of freed memory and up-ref whatever "
+    "it points at: a use after free that writes into the heap",
+    "SSL_read": "SSL_read would run on the freed SSL and its freed BIOs: a use after free (undefined "
+    "behaviour, typically a crash)",
+    "SSL_shutdown": "SSL_shutdown would run on the freed SSL and write a close_notify into its freed "
+    "BIOs: a use after free (undefined behaviour, typically a crash)",
+    "SSL_clear": "SSL_clear would reset fields of freed memory: a use after free that writes into the heap",
+    "SSL_free": "a second SSL_free is a double free (undefined behaviour: heap corruption or an abort)",
+}
+
+# What SSL_read / SSL_shutdown would do in C on an SSL that SSL_clear reset (OpenSSL 3.0).
+_AFTER_SSL_CLEAR = {
+    "SSL_read": "In C (OpenSSL 3.0) SSL_read on a cleared SSL does not read the old connection: the "
+    "SSL is back in its initial state, so SSL_read starts a new handshake over the same BIOs "
+    "(SSL_read(3): 'If necessary, a read function will negotiate a TLS/SSL session') with a peer "
+    "still in the old connection. No crash, but not a read",
+    "SSL_shutdown": "In C (OpenSSL 3.0) SSL_shutdown on a cleared SSL fails: the SSL is back in its "
+    "initial state, so SSL_shutdown returns -1 with SSL_R_SHUTDOWN_WHILE_IN_INIT (SSL_shutdown in "
+    "ssl/ssl_lib.c) and sends no close_notify",
+}
 
 _DEFAULT_WHY = {
     "SSL_connect": "A handshake over memory BIOs.",
@@ -596,6 +676,10 @@ _DEFAULT_WHY = {
     "advance": "The virtual clock moved on.",
     "SSL_CTX_flush_sessions": "SSL_CTX_flush_sessions removes expired sessions from the cache.",
 }
+
+
+# The C calls a lab records, and SSL_set_session (the first half of connect(resume=...)).
+_REFUSABLE = frozenset((*_DEFAULT_WHY, "SSL_set_session"))
 
 
 class Link:
@@ -733,14 +817,30 @@ class SessionRef:
             lab._check_open("SSL_SESSION_free")
             if self.kind == "get0":
                 raise InvalidOperation(
-                    f"can't SSL_SESSION_free get0 ref #{self.id} ({self.session}): SSL_get0_session "
-                    "took no reference, so freeing it would drop someone else's (the SSL's or the "
-                    "cache's) and leave them dangling"
+                    f"can't SSL_SESSION_free({self.session}) on get0 ref #{self.id}: SSL_get0_session "
+                    "took no reference (SSL_get_session(3): the reference count is not incremented), "
+                    "and SSL_SESSION_free(3) must only be called for a reference that was explicitly "
+                    "taken. Freeing it would drop a reference someone else owns (the SSL's or the "
+                    "cache's): in C (OpenSSL 3.0) the session may be freed under the SSL or the cache "
+                    "while they still point at it (a use after free later, or a double free when they "
+                    "drop their own reference)"
                 )
             if self.released:
+                if self.dangling:
+                    in_c = (
+                        f"{self.session} is already freed (SSL_SESSION_free(3) frees it when its count "
+                        "reaches 0), so in C (OpenSSL 3.0) the second call is a double free (undefined "
+                        "behaviour: heap corruption or an abort)"
+                    )
+                else:
+                    in_c = (
+                        "SSL_SESSION_free(3) drops one reference per call, so in C (OpenSSL 3.0) the "
+                        "second call would drop a reference the SSL or the cache owns: the session may "
+                        "be freed under them (a use after free later, or a double free)"
+                    )
                 raise InvalidOperation(
                     f"can't SSL_SESSION_free get1 ref #{self.id} ({self.session}) twice: its "
-                    "reference was already given back (a double free in C)"
+                    f"reference was already given back. {in_c}"
                 )
             old = lab._ref_state(self.id)
             released = Delta(

@@ -291,7 +291,11 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One operation: ``op`` is the C function's name, ``target`` what it acted on."""
+    """One operation: ``op`` is the C function's name, ``target`` what it acted on.
+
+    ``error`` is set on a *refused* step (``Lab.refused``): the call was not made, ``changes``
+    is empty, and ``error`` holds the typed error's ``{"kind": class name, "message": text}``.
+    """
 
     index: int
     op: str
@@ -299,12 +303,15 @@ class Step:
     why: str
     changes: Delta
     result: str | None = None
+    error: Mapping[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"index": self.index, "op": self.op, "target": self.target}
         d["why"] = self.why
         if self.result is not None:
             d["result"] = self.result
+        if self.error is not None:
+            d["error"] = {"kind": self.error["kind"], "message": self.error["message"]}
         d["changes"] = self.changes.to_dict()
         return d
 
@@ -317,7 +324,15 @@ class Step:
             why=d["why"],
             changes=Delta.from_dict(d.get("changes", {})),
             result=d.get("result"),
+            error=_error(d.get("error")),
         )
+
+
+def _error(e: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """A refused step's error as a plain dict (kind and message), or None."""
+    if e is None:
+        return None
+    return {"kind": e["kind"], "message": e["message"]}
 
 
 class Trace:
@@ -356,7 +371,9 @@ class Trace:
     def set_why(self, index: int, why: str) -> None:
         """Give step ``index`` its explanation."""
         step = self._steps[index]
-        self._steps[index] = Step(step.index, step.op, step.target, why, step.changes, step.result)
+        self._steps[index] = Step(
+            step.index, step.op, step.target, why, step.changes, step.result, step.error
+        )
 
     def _explained(self) -> list[Step]:
         explain = self._unexplained
@@ -366,15 +383,43 @@ class Trace:
         return self._steps
 
     # -- recording ---------------------------------------------------------
-    def append(self, op: str, target: str, why: str, changes: Delta, result: str | None = None) -> Step:
-        prepared = self.prepare(op, target, why, changes, result)
+    def append(
+        self,
+        op: str,
+        target: str,
+        why: str,
+        changes: Delta,
+        result: str | None = None,
+        *,
+        error: Mapping[str, str] | None = None,
+    ) -> Step:
+        """Record one step.  ``error`` (kind, message) marks a refused call: ``changes`` must be empty."""
+        prepared = self.prepare(op, target, why, changes, result, error=error)
         self.commit(prepared)
         return prepared.step
 
-    def prepare(self, op: str, target: str, why: str, changes: Delta, result: str | None = None) -> _Prepared:
+    def prepare(
+        self,
+        op: str,
+        target: str,
+        why: str,
+        changes: Delta,
+        result: str | None = None,
+        *,
+        error: Mapping[str, str] | None = None,
+    ) -> _Prepared:
         """Everything :meth:`append` would change, computed without changing anything."""
+        if error is not None:
+            if not isinstance(error, Mapping) or set(error) != {"kind", "message"}:
+                raise ValueError("a step's error is {'kind': ..., 'message': ...}, two non-empty strings")
+            kind, message = error["kind"], error["message"]
+            if not all(type(x) is str and x for x in (kind, message)):
+                raise ValueError("a step's error is {'kind': ..., 'message': ...}, two non-empty strings")
+            if changes:
+                raise ValueError("a refused step changes nothing: its changes must be empty")
+            error = {"kind": error["kind"], "message": error["message"]}
         stored = self._compact(changes)
-        step = Step(len(self._steps), op, target, why, stored, result)
+        step = Step(len(self._steps), op, target, why, stored, result, error)
         caches: dict[str, CacheState] = {}
         edits: list[tuple[set[str], tuple[str, ...], list[str]]] = []
         member_sets: dict[str, set[str]] = {}
@@ -639,7 +684,8 @@ class _Order:
         return tuple(itertools.chain.from_iterable(self.blocks))
 
 
-_STEP_KEYS = frozenset(("index", "op", "target", "why", "result", "changes"))
+_STEP_KEYS = frozenset(("index", "op", "target", "why", "result", "error", "changes"))
+_ERROR_KEYS = frozenset(("kind", "message"))
 _CHANGE_KEYS = frozenset(("sessions", "ssls", "caches", "refs", "time"))
 _SESSION_KEYS = frozenset(SessionState._fields)
 _SSL_KEYS = frozenset(SSLState._fields)
@@ -760,8 +806,19 @@ class _Loader:
         result = s.get("result")
         if result is not None:
             self.text(result, "result")
+        error = None
+        if "error" in s:
+            e = self.obj(s["error"], "error", _ERROR_KEYS)
+            error = {
+                "kind": self.name(e.get("kind"), "error.kind"),
+                "message": self.name(e.get("message"), "error.message"),
+            }
         changes = self.changes(s.get("changes", {}))
-        return Step(i, op, target, why, changes, result)
+        if error is not None and changes:
+            raise self.fail(
+                "changes", "a refused step (one with an error) changes nothing, but this one does"
+            )
+        return Step(i, op, target, why, changes, result, error)
 
     def changes(self, c: Any) -> Delta:
         c = self.obj(c, "changes", _CHANGE_KEYS)
