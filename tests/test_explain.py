@@ -32,13 +32,14 @@ def test_reading_as_you_go_gives_the_same_explanations() -> None:
     predicted = whys(story.run("model"))
     with story.lab("libssl") as lab:
         seen: list[str] = []
-        original = lab._record
+        original = lab._operate
 
-        def record_and_read(*args: object, **kwargs: object) -> None:
-            original(*args, **kwargs)  # type: ignore[arg-type]
+        def record_and_read(*args: object, **kwargs: object) -> object:
+            value = original(*args, **kwargs)  # type: ignore[arg-type]
             seen.append(lab.trace[-1].why)  # explained now, one step at a time
+            return value
 
-        lab._record = record_and_read  # type: ignore[method-assign]
+        lab._operate = record_and_read  # type: ignore[method-assign]
         story.play(lab)
         assert seen == predicted[1:]
         assert whys(lab.trace) == predicted
