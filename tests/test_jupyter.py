@@ -206,6 +206,13 @@ class Viewer:
         select.select_option(index=index)
 
 
+def notebook_own_load_error(error: str) -> bool:
+    """Notebook 7.6's own error at load, with any notebook (seen with a plain ``1+1``), not sesskit's."""
+    stack = error.split("\n", 1)[1] if "\n" in error else ""
+    ours = "anywidget" in stack or "blob:" in stack
+    return "reading 'schema'" in error and "/static/notebook/notebook_core." in stack and not ours
+
+
 def start_session(url: str) -> None:
     """Start the notebook's kernel through the REST API, so the page opens on a running kernel."""
     body = json.dumps(
@@ -240,7 +247,7 @@ def test_stepper_clicks_then_history_scrubs_without_a_kernel(
 ) -> None:
     page = browser_page
     errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("pageerror", lambda exc: errors.append(f"{exc}\n{exc.stack or ''}"))
     trace = model_program()
     path = {"lab": "lab/tree/stepper.ipynb", "notebook": "notebooks/stepper.ipynb"}[app]
     with jupyter(app, tmp_path) as url, screenshot_on_failure(page, f"jupyter_{app}_failed"):
@@ -272,4 +279,4 @@ def test_stepper_clicks_then_history_scrubs_without_a_kernel(
             assert v.read() == expected(trace, step), f"step {step} after the kernel stopped"
             page.keyboard.press("ArrowRight")
         v.wait_step(len(trace) - 1)
-        assert not errors, errors
+        assert not [e for e in errors if not notebook_own_load_error(e)], errors
