@@ -278,8 +278,16 @@ class Lab:
                 },
             }
         )
+        # SSL_CTX_set_session_cache_mode(3): the default mode is SSL_SESS_CACHE_SERVER (every version
+        # since 0.9.x); a client caches its sessions only with the SSL_SESS_CACHE_CLIENT bit.
+        client_mode = (
+            "cache mode SSL_SESS_CACHE_CLIENT: it caches its own sessions"
+            if client_cache
+            else "OpenSSL's default cache mode, SSL_SESS_CACHE_SERVER, which caches nothing on a client: "
+            "SSL_CTX_set_session_cache_mode(3); client_cache=True sets SSL_SESS_CACHE_CLIENT"
+        )
         why = (
-            f"Two SSL_CTXs: client (cache mode {'CLIENT' if client_cache else 'off'}) and "
+            f"Two SSL_CTXs: client ({client_mode}) and "
             f"server (SSL_SESS_CACHE_SERVER{', SSL_OP_NO_TICKET' if not tickets else ''}), "
             f"TLS {tls}, cache size {cache_size}, timeout {timeout} s. Both caches start empty."
         )

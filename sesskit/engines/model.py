@@ -119,13 +119,18 @@ class ModelEngine:
         c, s = m.connect(target)
         reused = c.hit
         tls = f"TLS {self.config.tls}"
+        # The lead says what the client did; the model's notes say the rest (the server's side of a
+        # resumption: the reference its cache lookup took becoming its SSL's session, or a decrypted
+        # ticket's fresh copy; hits +1 either way, as sess_hit counts ticket resumptions too).
+        setter = f"SSL_set_session({c.name}, {resume}) made {resume} {c.name}'s session (+1)"
         if target is None:
-            lead = f"{c.name}↔{s.name}: a full {tls} handshake"
+            lead = f"{c.name}↔{s.name}: a full {tls} handshake: a new session on each side, held by its SSL"
         elif reused:
-            lead = f"{c.name}↔{s.name}: SSL_set_session({resume}) (+1), and the {tls} handshake resumed it"
+            lead = f"{c.name}↔{s.name}: {setter}, and the {tls} handshake resumed {resume}: {c.name} keeps it"
         else:
             lead = (
-                f"{c.name}↔{s.name}: SSL_set_session({resume}) (+1), but the {tls} handshake did not resume"
+                f"{c.name}↔{s.name}: {setter}, but the {tls} handshake did not resume {resume}: "
+                "a full handshake"
             )
         if m.tls13:
             n = 1 if reused else 2
