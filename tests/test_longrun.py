@@ -185,8 +185,10 @@ def test_random_steps_with_interrupts_agree_with_the_model_and_leak_nothing(
         recorded_anyway += run.recorded_anyway
         assert live_objects() == base, f"lab {i}: left {live_objects()} (was {base})"
     assert steps >= 10_000
-    assert interrupted >= 1000, f"only {interrupted} steps were interrupted"
-    assert recorded_anyway >= 300, "few interrupts landed after OpenSSL had moved"
+    # about one step in ten is picked for an interrupt; it lands when the operation makes at
+    # least k Python calls (k up to 120), which depends on the operation drawn
+    assert interrupted >= 500, f"only {interrupted} steps were interrupted"
+    assert recorded_anyway >= 150, f"only {recorded_anyway} interrupts landed after OpenSSL had moved"
 
 
 def _rss() -> int:
