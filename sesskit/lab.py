@@ -265,6 +265,7 @@ class Lab:
         self._refs: dict[int, SessionRef] = {}
         self._refs_by_session: dict[str, list[SessionRef]] = {}
         self._freed_at: dict[str, int] = {}
+        self._set_while_open: dict[str, int] = {}  # SSL -> step of an SSL_set_session on its connection
         self.trace = Trace(
             {
                 "engine": self.engine_name,
@@ -623,7 +624,9 @@ class Lab:
             + (f" {in_c}" if in_c else "")
         )
 
-    def _endpoint_op(self, ep: Endpoint, op: str, cname: str, plan: Callable[[OpResult], _Plan]) -> Any:
+    def _endpoint_op(
+        self, ep: Endpoint, op: str, cname: str, plan: Callable[[OpResult], _Plan], *args: Any
+    ) -> Any:
         self._check_open(cname)
         st = self.trace.ssl(ep.name)
         if st.freed:
@@ -633,12 +636,22 @@ class Lab:
                 "in C the SSL pointer now dangles. SSL_free(3) frees the SSL, its BIOs and its "
                 f"reference to its session, so in C {_AFTER_SSL_FREE[cname]}"
             )
+        if op in ("read", "shutdown") and ep.name in self._set_while_open:
+            raise InvalidOperation(
+                f"can't {cname} on {ep.name}: SSL_set_session at step {self._set_while_open[ep.name]} "
+                "replaced the session of its connection. In C (OpenSSL 3.0) SSL_set_session also puts "
+                "the SSL back on its SSL_CTX's version-flexible method (SSL_set_ssl_method, "
+                "ssl/ssl_lib.c), which frees and re-creates its TLS state: the connection's remaining "
+                "records are not processed as before (a real libssl reads no ticket after it), and "
+                "sesskit does not model what it does instead. SSL_set_session is meant for an SSL "
+                "before its handshake (SSL_set_session(3)), e.g. after SSL_clear"
+            )
         if op in ("read", "shutdown") and st.cleared:
             raise InvalidOperation(
                 f"can't {cname} on {ep.name}: SSL_clear reset it for a new handshake, so there "
                 f"is no connection to read from or shut down. {_AFTER_SSL_CLEAR[cname]}"
             )
-        return self._operate(op, (ep.name,), cname, plan)
+        return self._operate(op, (ep.name, *args), cname, plan)
 
     def _new_ref(self, kind: str, label: str, via: str) -> tuple[SessionRef, Delta]:
         """A new ref (not yet registered: the commit of its step does that)."""
@@ -659,6 +672,8 @@ _AFTER_SSL_FREE = {
     "BIOs: a use after free (undefined behaviour, typically a crash)",
     "SSL_clear": "SSL_clear would reset fields of freed memory: a use after free that writes into the heap",
     "SSL_free": "a second SSL_free is a double free (undefined behaviour: heap corruption or an abort)",
+    "SSL_set_session": "SSL_set_session would drop the freed SSL's session reference again and store a "
+    "new one in freed memory: a use after free that writes into the heap",
 }
 
 # What SSL_read / SSL_shutdown would do in C on an SSL that SSL_clear reset (OpenSSL 3.0).
@@ -680,14 +695,15 @@ _DEFAULT_WHY = {
     "SSL_shutdown": "SSL_shutdown sends close_notify.",
     "SSL_clear": "SSL_clear resets the SSL for a new handshake.",
     "SSL_free": "SSL_free drops the SSL's reference to its session.",
+    "SSL_set_session": "SSL_set_session makes a session the SSL's (+1) and drops the old one (-1).",
     "SSL_SESSION_free": "SSL_SESSION_free drops one reference.",
     "advance": "The virtual clock moved on.",
     "SSL_CTX_flush_sessions": "SSL_CTX_flush_sessions removes expired sessions from the cache.",
 }
 
 
-# The C calls a lab records, and SSL_set_session (the first half of connect(resume=...)).
-_REFUSABLE = frozenset((*_DEFAULT_WHY, "SSL_set_session"))
+# The C calls a lab records (SSL_set_session: Endpoint.set_session, or connect(resume=...)'s first half).
+_REFUSABLE = frozenset(_DEFAULT_WHY)
 
 
 class Link:
@@ -752,6 +768,34 @@ class Endpoint:
     def get1_session(self) -> SessionRef | None:
         """``SSL_get1_session``: +1 reference you must release with ``ref.free()``; or None."""
         return self._session_getter("get1")
+
+    def set_session(self, ref: SessionRef) -> None:
+        """``SSL_set_session`` on this (client) SSL: ``ref``'s session becomes its session (+1).
+
+        The old session loses the SSL's reference (-1); if it is still open (this SSL sent no
+        close_notify and is not reset for a new handshake) it is "bad" first: removed from the
+        cache and marked not resumable (SSL_set_session(3); ssl_clear_bad_session in
+        ssl/ssl_sess.c, OpenSSL 3.0).  The same checks as ``connect(resume=ref)`` apply.
+        """
+        lab = self._lab
+        with lab._lock, _DEFERRED:
+            lab._check_open("SSL_set_session")
+            if self.side != "client":
+                raise InvalidOperation(
+                    f"can't SSL_set_session on {self.name}: it is a server SSL, and SSL_set_session(3) "
+                    "is only useful for clients (a server finds its session in the handshake, from the "
+                    "client's offer); sesskit keeps SSL_set_session to client SSLs"
+                )
+            label = lab._check_resume(ref)
+            index, name = len(lab.trace), self.name
+            on_connection = not lab.trace.ssl(name).cleared
+            try:
+                lab._endpoint_op(
+                    self, "set_session", "SSL_set_session", lambda res: _Plan(f"{name} ← {label}"), label
+                )
+            finally:
+                if on_connection and len(lab.trace) > index:  # recorded: its connection is gone
+                    lab._set_while_open.setdefault(name, index)
 
     def _op(self, op: str, cname: str) -> None:
         with self._lab._lock, _DEFERRED:

@@ -773,6 +773,17 @@ class Model:
         x.inbox.clear()
         self.log.ssls[x.name] = x
 
+    def set_session(self, x: SSLObj, s: Session) -> None:
+        """``SSL_set_session`` on an existing SSL: the bad-session rule on its old session first.
+
+        OpenSSL 3.0 (ssl/ssl_sess.c SSL_set_session): ``ssl_clear_bad_session``, then
+        ``SSL_SESSION_up_ref`` of the new session, then ``SSL_SESSION_free`` of the old one.
+        """
+        self._clear_bad(x)
+        self._up(s)
+        self._set_session(x, s)
+        self._look(x)
+
     def get1(self, x: SSLObj) -> Session | None:
         if x.session is not None:
             self._up(x.session)

@@ -192,3 +192,85 @@ def test_auto_falls_back_to_the_model_and_says_so(monkeypatch: pytest.MonkeyPatc
         assert lab.connect().client.get0_session() is not None
     with pytest.raises(SesskitError, match="not loaded"):
         sesskit.Lab(engine="libssl")  # asked for by name: no silent fallback
+
+
+# -- Endpoint.set_session: SSL_set_session on an existing client SSL (issue 19) ---------------------
+
+
+def cached_client_lab(engine: str) -> sesskit.Lab:
+    """TLS 1.2, a stateful server cache and a client cache: every session has an id and is cached."""
+    return lab_of(engine, tls="1.2", tickets=False, client_cache=True)
+
+
+def test_set_session_on_an_open_ssl_runs_the_bad_session_rule_on_the_old_one(engine: str) -> None:
+    with cached_client_lab(engine) as lab:
+        ref = lab.connect().client.get1_session()
+        assert ref is not None
+        link = lab.connect()
+        old = link.client.session
+        assert old is not None and lab.snapshot().sessions[old].cache == "client"
+        before = ref.refcount
+        link.client.set_session(ref)  # c2 sent no close_notify: its session is "bad"
+        snap = lab.snapshot()
+        assert link.client.session == ref.session and ref.refcount == before + 1
+        gone = snap.sessions[old]
+        assert gone.cache is None and gone.resumable is False  # removed, marked not resumable
+        assert gone.freed is True  # the cache's and the SSL's references were its last
+        assert snap.caches["client"].size == 1
+
+
+def test_set_session_after_close_notify_keeps_the_old_session_cached(engine: str) -> None:
+    with cached_client_lab(engine) as lab:
+        ref = lab.connect().client.get1_session()
+        assert ref is not None
+        link = lab.connect()
+        old = link.client.session
+        assert old is not None
+        link.client.shutdown()
+        link.client.set_session(ref)
+        st = lab.snapshot().sessions[old]
+        assert (st.cache, st.resumable, st.refcount) == ("client", True, 1)  # only the cache holds it
+
+
+def test_set_session_after_clear_then_free_judges_the_new_session(engine: str) -> None:
+    with cached_client_lab(engine) as lab:
+        first = lab.connect()
+        ref = first.client.get1_session()
+        assert ref is not None
+        first.client.shutdown()
+        link = lab.connect()
+        link.client.shutdown()
+        link.client.clear()  # reset for a new handshake: its session kept, not "bad"
+        link.client.set_session(ref)
+        assert link.client.get0_session() is not None and link.client.session == ref.session
+        assert ref.resumable and ref.in_cache  # after SSL_clear nothing is "open"
+        link.client.free()  # in "before" state: the new session is not bad either
+        assert ref.resumable and ref.in_cache
+
+
+def test_set_session_refusals(engine: str) -> None:
+    with lab_of(engine, tls="1.2") as lab:
+        link = lab.connect()
+        ref = link.client.get1_session()
+        assert ref is not None
+        steps = len(lab.trace)
+        with pytest.raises(InvalidOperation, match="server SSL"):
+            link.server.set_session(ref)
+        server_ref = link.server.get0_session()
+        steps += 1
+        with pytest.raises(InvalidOperation, match="server-side session"):
+            link.client.set_session(server_ref)  # type: ignore[arg-type]
+        other = lab.connect()
+        other.client.set_session(ref)
+        steps += 2
+        for op in (other.client.read, other.client.shutdown):
+            with pytest.raises(InvalidOperation, match=r"SSL_set_session at step \d+ replaced the session"):
+                op()
+        dead = lab.connect()
+        dead.client.free()
+        steps += 2
+        with pytest.raises(InvalidOperation, match="it was freed at step"):
+            dead.client.set_session(ref)
+        assert len(lab.trace) == steps  # each refusal recorded nothing
+        lab.refused("SSL_set_session", dead.client.name, InvalidOperation("x"))
+        assert lab.trace[-1].error == {"kind": "InvalidOperation", "message": "x"}

@@ -152,6 +152,11 @@ class ModelVersusLibssl(RuleBasedStateMachine):
     def endpoint_op(self, ssl: str, op: str) -> None:
         self.both(lambda lab, i: getattr(lab.endpoint(ssl), op)())
 
+    @rule(ssl=ssls, ref=refs)
+    def set_session(self, ssl: str, ref: tuple[Any, Any]) -> None:
+        """SSL_set_session on an existing SSL: open, shut down, cleared, freed or a server (refused)."""
+        self.both(lambda lab, i: lab.endpoint(ssl).set_session(ref[i]))
+
     @rule(ref=refs)
     def free_ref(self, ref: tuple[Any, Any]) -> None:
         self.both(lambda lab, i: ref[i].free())

@@ -574,6 +574,23 @@ class ObservingEngine(Generic[S]):
                     break
         lib.ERR_clear_error()
 
+    def set_session(self, ssl: str, session: str) -> OpResult:
+        with self._lock:
+            x = self._op(ssl, "set_session", session)
+            self._set_session(x, self._opstate)
+            return OpResult(self._finish())
+
+    def _set_session(self, x: ObservedSSL, op: list[Any]) -> None:
+        """``SSL_set_session`` on an existing SSL (once, whatever interrupts)."""
+        target = self._by_label[op[1][1]]
+        self._touched[target.addr] = target
+        if not op[2]:
+            ok = self._lib.SSL_set_session(x.ptr, target.ptr) == 1
+            op[2] = 1
+            if not ok:
+                raise SesskitError(f"SSL_set_session({x.name}, {target.label}) failed: {self._errors()}")
+        self._see_ssl(x)
+
     def free(self, ssl: str) -> OpResult:
         with self._lock:
             x = self._op(ssl, "free")
@@ -682,6 +699,8 @@ class ObservingEngine(Generic[S]):
             self._read(x)
         elif name == "shutdown":
             self._shutdown(x, op)
+        elif name == "set_session":
+            self._set_session(x, op)
 
     def _full_state(self) -> Delta:
         """Every session, SSL and cache as it is now (after :meth:`recover` finished an operation)."""

@@ -211,6 +211,25 @@ class ModelEngine:
         self.model.clear(x)
         return self._finish(f"SSL_clear({ssl}) reset it for a new handshake ({RULES['clear_keeps'].source})")
 
+    def set_session(self, ssl: str, session: str) -> OpResult:
+        self.op_seq += 1  # begun: an exception from here on may leave the model half-way
+        x = self._ssl(ssl)
+        self.model.begin(x)
+        old, bad = x.session, self.model._bad(x)
+        self.model.set_session(x, self.model.by_label[session])
+        lead = f"SSL_set_session({ssl}, {session}) made {session} {ssl}'s session (+1)"
+        if old is not None:
+            same = " (the same session: net 0)" if old.label == session else ""
+            lead += f" and dropped the SSL's reference to {old.label} (-1){same}"
+            if bad:
+                lead += "; SSL_set_session(3): an old session still open is 'bad', removed from the cache"
+            else:
+                why = "had sent close_notify" if x.sent_shutdown else "was reset by SSL_clear"
+                lead += (
+                    f"; {old.label} was not 'bad' ({ssl} {why}): it keeps its cache place and resumability"
+                )
+        return self._finish(lead)
+
     def free(self, ssl: str) -> OpResult:
         self.op_seq += 1  # begun: an exception from here on may leave the model half-way
         x = self._ssl(ssl)
