@@ -52,6 +52,14 @@ def use_after_free(call: str) -> Mistake:
     return mistake
 
 
+def set_session_after_free(lab: sesskit.Lab) -> Any:
+    ref = lab.connect().client.get1_session()
+    assert ref is not None
+    link = lab.connect()
+    link.client.free()
+    return "SSL_set_session", link.client.name, lambda: link.client.set_session(ref), InvalidOperation
+
+
 def session_free_twice(lab: sesskit.Lab) -> Any:
     link = lab.connect()
     link.client.read()
@@ -107,6 +115,7 @@ MISTAKES: list[tuple[Mistake, dict[str, Any]]] = [
     (use_after_free("SSL_get1_session"), {}),
     (use_after_free("SSL_read"), {}),
     (use_after_free("SSL_free"), {}),
+    (set_session_after_free, {}),
     (session_free_twice, {}),
     (session_free_twice_after_it_was_freed, {}),
     (after_clear("SSL_read"), {}),
