@@ -359,6 +359,7 @@ class LibsslEngine(ObservingEngine[_Sess]):
         by_addr, seen_by_side, touched = self._by_addr, self._seen, self._touched
         lib, count = self._lib, self._n
         adopted: list[tuple[_Sess, int]] = []
+        fresh: list[_Sess] = []
         make = object.__new__
         for p, side_no in zip(seen, sides, strict=True):
             s = by_addr.get(p)
@@ -371,23 +372,20 @@ class LibsslEngine(ObservingEngine[_Sess]):
                 seen_by_side[side].append(s)
                 count["observer refs"] += 1
                 adopted.append((s, 1))
+                fresh.append(s)
             else:
                 lib.SSL_SESSION_free(p)
                 adopted.append((s, 2))
             touched[p] = s
         st.n = 0
-        self._make_views()
+        if fresh:  # (an exception before this leaves views to make: _full_state makes them)
+            at = self._view.at
+            for s in fresh:
+                s.view = at(s.ptr)
         if st.overflow:
             st.overflow = 0
             raise SesskitError("observation overflow: one call made more sessions than the helper can pin")
         return adopted
-
-    def _make_views(self) -> None:
-        """The calibrated view of every session adopted without one yet."""
-        at = self._view.at
-        for s in self._touched.values():
-            if s.view is None:
-                s.view = at(s.ptr)
 
     def _full_state(self) -> Delta:
         at = self._view.at
