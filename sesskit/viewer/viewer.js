@@ -946,6 +946,7 @@ class Viewer {
 /** anywidget calls this; returns the cleanup. */
 function render({ model, el }) {
   const v = new Viewer(model, el);
+  if (model.get("ui")) new OpBar(v, model, el.classList.add("sesskit-stepper"));
   return () => v.destroy();
 }
 
@@ -979,4 +980,94 @@ export function mountStatic(el, trace, options = {}) {
   return cleanup;
 }
 
-export default { render };
+
+// ---------------------------------------------------------------- the Stepper's bar (a model with `ui`)
+// The kernel sends `ui`; a click sends {type: "op"} and locks the bar until a newer ui.seq: one call.
+
+/** Once per model: new steps join the model's trace, so later views and the saved state hold them. */
+function initialize({ model }) {
+  const fn = (m) => {
+    const s = model.get("trace")?.steps;
+    if (s && m?.type === "append") s.push(...m.steps);
+    else if (s && m?.type === "truncate") s.length = Math.min(s.length, m.length);
+  };
+  model.on("msg:custom", fn);
+  return () => model.off("msg:custom", fn);
+}
+
+class OpBar {
+  constructor(v, model) {
+    Object.assign(this, { v, model, sent: -1 });
+    v.root.prepend((this.el = div("sk-bar")));
+    const g = v.goto.bind(v);
+    v.goto = (i, u) => (g(i, u), this.shown());
+    const fn = () => this.draw();
+    model.on("change:ui", fn);
+    v.cleanups.push(() => model.off("change:ui", fn));
+    this.draw();
+  }
+
+  field(k, l, o, v) {
+    const x = (this.f[k] = h(o ? "select" : "input", { type: o ? null : "number", min: 0, value: v }));
+    for (const [a, t] of o || []) x.append(h("option", { value: a, text: t }));
+    x.value = v ?? "";
+    return h("label", { class: "sesskit-" + k }, l + " ", x);
+  }
+
+  btn(n, l, t, fn, on = true) {
+    const b = h("button", { type: "button", class: "sk-btn sesskit-btn-" + n, title: t, text: l, disabled: !on });
+    b.onclick = fn;
+    return b;
+  }
+
+  draw() {
+    const ui = this.model.get("ui") || {}, row = (...k) => div("sk-barrow", ...k), p = (c, text) => text && h("p", { class: c, text });
+    this.f = {};
+    const acts = this.field("object", "acts on", ui.acts_on?.o, ui.acts_on?.v);
+    this.f.object.onchange = () => (this.model.set("selected", this.f.object.value), this.model.save_changes());
+    const ops = ui.ops.map((o) => [this.btn(o.n, o.l, o.t, () => this.op(o.n), o.on), o.arg && this.field(o.arg.k, o.arg.l, o.arg.o, o.arg.v)]);
+    const pr = h("input", { type: "checkbox", checked: ui.predict });
+    pr.onchange = () => this.send({ op: "predict", on: pr.checked });
+    const q = ui.question && div("sesskit-question", ui.question + " ", this.field("guess", "refcount after:"),
+      this.btn("answer", "answer", "", () => this.send({ op: "answer", guess: this.num("guess") })));
+    this.el.replaceChildren((this.status = p("sesskit-status", " ")), (this.note = div("sesskit-notice", ui.notice || "")), row(acts), row(...ops.flat()),
+      row(h("label", { class: "sesskit-predict" }, pr, " predict"), span("sesskit-score", ui.score), this.btn("undo", "undo", "take the last step back", () => this.send({ op: "undo" })),
+        this.btn("reset", "reset", "a new lab, same settings", () => this.send({ op: "reset" }))),
+      q, p("sesskit-verdict" + (ui.right === false ? " is-wrong" : ""), ui.verdict), p("sesskit-error", ui.error));
+    if (ui.seq <= this.sent) this.lock();
+    this.shown();
+  }
+
+  lock() {
+    for (const x of this.el.querySelectorAll("button,input,select")) x.disabled = true;
+  }
+
+  num(k) {
+    const x = this.f[k]?.value;
+    return x ? Number(x) : x === "0" ? 0 : null;
+  }
+
+  /** The status line describes the step shown. */
+  shown() {
+    const { v } = this, s = v.fold.steps[v.index];
+    this.status.textContent = `${this.model.get("ui").status} · step ${v.index} of ${v.fold.length - 1}: ${s?.op} ${s?.target}`;
+  }
+
+  op(n) {
+    const { v } = this, i = v.index, last = v.fold.length - 1;
+    if (i >= last) return this.send({ op: n });
+    this.note.replaceChildren(`You are at step ${i} of ${last}: acting here discards steps ${i + 1}..${last}. `,
+      this.btn("branch", "act here (discard)", "", () => this.send({ op: n, at: i })),
+      this.btn("end", "go to the end", "", () => (v.goto(last, true), this.note.replaceChildren())));
+  }
+
+  send(m) {
+    const ui = this.model.get("ui"), f = (k) => this.f[k]?.value;
+    if (ui.seq <= this.sent) return;
+    this.sent = ui.seq;
+    this.lock();
+    this.model.send({ type: "op", seq: ui.seq, acts_on: f("object"), resume: +f("resume"), seconds: this.num("seconds"), side: f("side"), ...m });
+  }
+}
+
+export default { initialize, render };
