@@ -1,28 +1,35 @@
 """The Stepper: step a :class:`~sesskit.Lab` by hand in Jupyter and watch every refcount.
 
-A thin layer over a Lab and the browser viewer (:mod:`sesskit.viewer`): one
-button per OpenSSL call for the selected object (an SSL or one of your session
-pointers), and the viewer, which draws the heap, the timeline, the steps and
-their whys.  The kernel performs an operation and sends only the new steps;
-the browser draws them and scrubs the history by itself, without the kernel.
-In *predict* mode you say what the selected session's refcount will be before
-you click, and the widget tells you whether you were right, and why.
+The Stepper *is* the browser viewer (:class:`sesskit.viewer.Viewer`) plus an
+operation bar, both drawn by the viewer's one ES module.  The kernel sends a
+small ``ui`` dict (what one can act on, each button's state and tooltip, the
+resume choices, the predict question, score, verdict, error, notice) and, after
+an operation, only the new steps; the browser draws them and scrubs the whole
+history by itself, with or without a kernel.
 
-Every control carries a stable CSS class (``add_class``) for browser tests:
-``sesskit-btn-<op>`` for the buttons, ``sesskit-object``, ``sesskit-refcount``,
-``sesskit-error``, ``sesskit-status``...; the viewer keeps its own DOM contract
-(see :mod:`sesskit.viewer`).
+A click sends ``{"type": "op", "op": <button>, ...}``; the browser disables every
+button until the kernel answers with a newer ``ui["seq"]``, so a double click
+performs one operation.  Mistakes are allowed: an ``SSL_SESSION_free`` on a get0
+pointer, a use after free, a double free, a read after ``SSL_clear``, resuming a
+server-side session can all be clicked; the lab refuses them with a typed error
+before calling OpenSSL, and the Stepper records that refusal as a step
+(:meth:`Lab.refused`) that changes nothing and says why.
+
+Branching, undo and reset replay the lab's own trace on a new lab with the same
+engine and settings (each step records its call and arguments); every replayed
+step is checked against the recorded one, so a replay is exact or refused.
 """
 
 from __future__ import annotations
 
-import html
-from collections.abc import Callable
+import dataclasses
+import re
 from typing import TYPE_CHECKING, Any
 
-import ipywidgets as widgets
+import traitlets
 
-from .errors import SesskitError
+from . import errors
+from .errors import InvalidOperation, SesskitError
 from .viewer.widget import Viewer, with_static_html
 
 if TYPE_CHECKING:
@@ -30,402 +37,443 @@ if TYPE_CHECKING:
 
 __all__ = ["Stepper"]
 
-# name -> (button label, tooltip); the name is also the CSS class suffix.
-_BUTTONS: dict[str, tuple[str, str]] = {
-    "connect": (
-        "SSL_connect",
-        "a new client SSL and server SSL, and a handshake (resuming if you chose a session)",
-    ),
-    "get0": ("SSL_get0_session", "borrow the SSL's session pointer: no refcount change"),
-    "get1": ("SSL_get1_session", "take a reference to the SSL's session: +1, yours to SSL_SESSION_free"),
-    "read": ("SSL_read", "process the records waiting for this SSL (TLS 1.3 tickets, close_notify)"),
-    "shutdown": ("SSL_shutdown", "send close_notify"),
-    "clear": ("SSL_clear", "reset the SSL for a new handshake"),
-    "free": ("SSL_free", "free the SSL and its reference to its session"),
-    "session-free": ("SSL_SESSION_free", "give back the reference a get1 took"),
-    "advance": ("advance clock", "age every live session by the seconds given"),
-    "flush": ("SSL_CTX_flush_sessions", "remove expired sessions from one side's cache"),
+# button name (also the CSS class suffix sesskit-btn-<name>) -> (C call, what it does to references)
+OPS: dict[str, tuple[str, str]] = {
+    "get0": ("SSL_get0_session", "returns the SSL's session without a reference: refcount unchanged"),
+    "get1": ("SSL_get1_session", "returns the SSL's session and takes a reference: +1, yours to free"),
+    "read": ("SSL_read", "processes waiting records: TLS 1.3 tickets may replace the SSL's session"),
+    "shutdown": ("SSL_shutdown", "sends close_notify: the session stays good for resumption"),
+    "clear": ("SSL_clear", "resets the SSL; a session not closed cleanly is removed and dropped (-1)"),
+    "free": ("SSL_free", "frees the SSL and drops its reference to its session (-1)"),
+    "session-free": ("SSL_SESSION_free", "drops the reference a get1 took (-1); at 0 the session is freed"),
+    "connect": ("SSL_connect", "a new client and server SSL and a handshake: each SSL holds its session"),
+    "advance": ("advance", "ages every session by the seconds given: no refcount changes"),
+    "flush": ("SSL_CTX_flush_sessions", "removes expired sessions from one side's cache (-1 each)"),
 }
-FULL_HANDSHAKE = "no: a full handshake"
-_SSL_OPS = ("get0", "get1", "read", "shutdown", "clear", "free")
+SSL_OPS = ("get0", "get1", "read", "shutdown", "clear", "free")
+# Operations that can change a refcount or a cache (model.py): predict mode asks before these only.
+# get0 takes no reference; advance only ages sessions (expiry is seen at lookup or flush).
+ASKS = frozenset(("get1", "read", "shutdown", "clear", "free", "session-free", "connect", "flush"))
+FULL_HANDSHAKE = "a full handshake"
 
 
-def _classed(widget: Any, css: str) -> Any:
-    widget.add_class(css)
-    return widget
-
-
-class Stepper(widgets.VBox):
-    """Buttons over the viewer of one Lab.
+class Stepper(Viewer):
+    """The viewer of one Lab with a bar of OpenSSL calls; the kernel performs, the browser draws.
 
     Parameters
     ----------
     lab : Lab
-        The lab to drive.  The Stepper calls the public API only; errors the
-        lab raises are shown, not raised.
+        The lab to drive, through its public API only.  Errors it raises are recorded
+        as refused steps or shown, never raised.
     render : None
-        Ignored; the viewer draws in the browser.  Accepted so that notebooks written for
-        the earlier, kernel-drawn Stepper (``render="png"``) still run.
+        Ignored (accepted for notebooks written for the kernel-drawn Stepper).
 
     Attributes
     ----------
-    buttons : dict[str, ipywidgets.Button]
-        ``connect``, ``get0``, ``get1``, ``read``, ``shutdown``, ``clear``,
-        ``free``, ``session-free``, ``advance``, ``flush``.
-    object : ipywidgets.Dropdown
+    lab : Lab
+        The lab driven now (reset, undo and branching replace it with a replayed one).
+    acts_on : str
         What the SSL and SSL_SESSION_free buttons act on: ``"ssl:c1"`` or ``"ref:3"``.
-    viewer : sesskit.viewer.Viewer
-        The trace drawn in the browser; ``viewer.step`` is the step shown (-1: the last).
+    resume, seconds, side
+        The connect's resume choice (a ref id, 0 = a full handshake), advance's seconds,
+        the flush's side.
+    predict : bool
+        Ask for the watched session's refcount before each call that can change one.
+    guess : int or None
+        The answer to the question asked (None: empty).
+    question, verdict, error, notice : str
+        What the bar shows.
+    score : tuple[int, int]
+        (right, asked).
     """
 
-    def __init__(self, lab: Lab, render: str | None = None) -> None:
+    ui = traitlets.Dict().tag(sync=True)
+    acts_on = traitlets.Unicode("")
+    resume = traitlets.Int(0)
+    seconds = traitlets.Int(3600)
+    side = traitlets.Unicode("server")
+    predict = traitlets.Bool(False)
+    guess = traitlets.Int(None, allow_none=True)
+    question = traitlets.Unicode("")
+    verdict = traitlets.Unicode("")
+    error = traitlets.Unicode("")
+    notice = traitlets.Unicode("")
+
+    def __init__(self, lab: Lab, render: str | None = None, **kwargs: Any) -> None:
         from .lab import Lab
 
         if not isinstance(lab, Lab):
             raise TypeError(f"Stepper needs a sesskit.Lab to drive, not {type(lab).__name__}")
         self.lab = lab
-        self._busy = False
-        self._quiet = False  # set while refresh() moves controls itself
-        self._build_controls()
-        self.viewer = Viewer(lab.trace)  # the history so far travels with the widget's state
-        self._sent = len(lab.trace)  # how many of the lab's steps the viewer has
-        self.viewer.observe(self._on_step, names="step")
-        self.viewer.observe(self._on_selected, names="selected")
-        wrap = widgets.Layout(flex_flow="row wrap", align_items="center")
-        super().__init__(
-            [
-                self.status,
-                widgets.HBox([self.object, self.refcount], layout=wrap),
-                widgets.HBox(
-                    [self.buttons[n] for n in _SSL_OPS] + [self.buttons["session-free"]], layout=wrap
-                ),
-                widgets.HBox(
-                    [
-                        self.buttons["connect"],
-                        self.resume,
-                        self.buttons["advance"],
-                        self.seconds,
-                        self.buttons["flush"],
-                        self.side,
-                    ],
-                    layout=wrap,
-                ),
-                widgets.HBox([self.predict, self.guess, self.verdict], layout=wrap),
-                self.error,
-                self.viewer,
-            ]
-        )
-        self.add_class("sesskit-stepper")
-        self.refresh()
+        self.score = (0, 0)
+        self.right: bool | None = None  # the last verdict
+        self._seq = 0
+        self._hold = 0
+        self._pending: dict[str, Any] | None = None  # the call waiting for a predicted answer
+        self._resuming: SessionRef | None = None
+        super().__init__(lab.trace, **kwargs)
+        self._sent = len(lab.trace)
+        self.on_msg(self._on_msg)
+        self.observe(self._on_selected, names="selected")
+        self.observe(self._changed, names=["acts_on", "resume", "predict", "question", "verdict", "error"])
+        self.observe(self._changed, names=["notice", "guess", "seconds", "side"])
+        self._publish()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return with_static_html(super()._repr_mimebundle_(**kwargs), self.viewer.trace)
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, tuple) and "text/plain" in bundle[0]:  # shown without widget state
+            bundle[0]["text/plain"] = "sesskit Stepper: run the cell to continue (needs a kernel)"
+        return with_static_html(bundle, self.trace)
 
-    # -- construction ----------------------------------------------------------
-    def _build_controls(self) -> None:
-        self.status = _classed(widgets.HTML(), "sesskit-status")
-        self.object = _classed(
-            widgets.Dropdown(description="acts on", layout=widgets.Layout(width="330px")), "sesskit-object"
-        )
-        self.refcount = _classed(widgets.Label(), "sesskit-refcount")
-        self.buttons: dict[str, widgets.Button] = {}
-        for name, (label, tip) in _BUTTONS.items():
-            button = widgets.Button(description=label, tooltip=tip, layout=widgets.Layout(width="auto"))
-            button.add_class(f"sesskit-btn-{name}")
-            button.on_click(self._handler(name))
-            self.buttons[name] = button
-        self.resume = _classed(
-            widgets.Dropdown(
-                options=[(FULL_HANDSHAKE, 0)],
-                value=0,
-                description="resume",
-                layout=widgets.Layout(width="auto"),
-            ),
-            "sesskit-resume",
-        )
-        self.seconds = _classed(
-            widgets.BoundedIntText(
-                value=3600, min=0, max=10**9, description="s", layout=widgets.Layout(width="150px")
-            ),
-            "sesskit-seconds",
-        )
-        self.side = _classed(
-            widgets.Dropdown(
-                options=["server", "client"], value="server", layout=widgets.Layout(width="100px")
-            ),
-            "sesskit-flush-side",
-        )
-        self.predict = _classed(
-            widgets.Checkbox(value=False, description="predict", indent=False), "sesskit-predict"
-        )
-        self.guess = _classed(
-            widgets.IntText(value=1, description="refcount after:", layout=widgets.Layout(width="210px")),
-            "sesskit-guess",
-        )
-        self.guess.style.description_width = "initial"
-        self.verdict = _classed(widgets.HTML(), "sesskit-verdict")
-        self.error = _classed(widgets.HTML(), "sesskit-error")
-        self.object.observe(self._on_object, names="value")
-        self.predict.observe(self._on_predict, names="value")
-
-    # -- reading the lab -------------------------------------------------------
-    def _endpoints(self) -> list[Endpoint]:
+    # -- the objects ---------------------------------------------------------
+    def _ssls(self) -> list[Endpoint]:
         return [ep for link in self.lab.links for ep in (link.client, link.server)]
 
-    def _selected(self) -> Endpoint | SessionRef | None:
-        key = self.object.value
-        if not key:
-            return None
-        kind, _, ident = key.partition(":")
+    def _object(self, key: str | None = None) -> Endpoint | SessionRef | None:
+        kind, _, ident = (self.acts_on if key is None else key).partition(":")
         if kind == "ssl":
-            return next((ep for ep in self._endpoints() if ep.name == ident), None)
-        return next((r for r in self.lab.refs if str(r.id) == ident), None)
+            return next((ep for ep in self._ssls() if ep.name == ident), None)
+        if kind == "ref":
+            return next((r for r in self.lab.refs if str(r.id) == ident), None)
+        return None
 
-    @staticmethod
-    def _session_of(obj: Endpoint | SessionRef | None) -> str | None:
-        """The label of the session ``obj`` points at now (an SSL's ``s->session`` or a ref's)."""
-        return None if obj is None else obj.session
-
-    def _object_options(self) -> list[tuple[str, str]]:
-        trace = self.lab.trace
-        options = []
-        for ep in self._endpoints():
+    def _objects(self) -> list[list[str]]:
+        trace, out = self.lab.trace, []
+        for ep in self._ssls():
             st = trace.ssl(ep.name)
             state = "freed" if st.freed else "cleared" if st.cleared else f"→ {st.session or 'no session'}"
-            options.append((f"{ep.name} ({ep.side} SSL, {state})", f"ssl:{ep.name}"))
+            out.append([f"ssl:{ep.name}", f"{ep.name} ({ep.side} SSL, {state})"])
         for ref in self.lab.refs:
             rs = trace.ref(ref.id)
             state = "dangling" if rs.dangling else "released" if rs.released else "held"
-            options.append((f"ref #{ref.id} {ref.kind} → {ref.session} ({state})", f"ref:{ref.id}"))
-        return options
+            out.append([f"ref:{ref.id}", f"ref #{ref.id} {ref.kind} → {ref.session} ({state})"])
+        return out
 
-    def _resume_options(self) -> list[tuple[str, int]]:
-        """ "full handshake" (0), then each live client session a pointer of yours names, with its state."""
-        trace = self.lab.trace
-        options: list[tuple[str, int]] = [(FULL_HANDSHAKE, 0)]
+    def _resumes(self) -> list[list[Any]]:
+        """A full handshake (0), then every session a pointer of yours names, with its state."""
+        out: list[list[Any]] = [[0, FULL_HANDSHAKE]]
         for ref in self.lab.refs:
-            st = trace.session(ref.session)
-            if st.side == "client" and not st.freed:
+            st = self.lab.trace.session(ref.session)
+            if st.freed:
+                state = "freed: a use after free"
+            else:
                 cache = f"in {st.cache} cache" if st.cache else "not cached"
-                usable = "resumable" if st.resumable else "not resumable"
-                state = f"refcount {st.refcount} · {cache} · {usable}"
-                options.append((f"{ref.session} (ref #{ref.id} {ref.kind}) · {state}", ref.id))
-        return options
+                state = f"refcount {st.refcount} · {cache} · {'' if st.resumable else 'not '}resumable"
+            side = "" if st.side == "client" else f" · {st.side}-side: a mistake"
+            out.append([ref.id, f"{ref.session} (ref #{ref.id} {ref.kind}) · {state}{side}"])
+        return out
 
-    # -- what makes sense ------------------------------------------------------
     def enabled(self) -> dict[str, bool]:
-        """Which operations make sense now for the selected object."""
+        """Which buttons can be clicked: every call the selected object takes, mistakes included."""
         from .lab import Endpoint, SessionRef
 
-        obj = self._selected()
-        open_ = not self.lab._closed
-        ok = dict.fromkeys(_BUTTONS, False)
-        ok["connect"] = ok["advance"] = ok["flush"] = open_
-        if isinstance(obj, Endpoint) and open_:
-            st = self.lab.trace.ssl(obj.name)
-            if not st.freed:
-                for op in ("get0", "get1", "clear", "free"):
-                    ok[op] = True
-                ok["read"] = ok["shutdown"] = not st.cleared
-        elif isinstance(obj, SessionRef) and open_:
-            rs = self.lab.trace.ref(obj.id)
-            ok["session-free"] = rs.kind == "get1" and not rs.released and not rs.dangling
+        obj, open_ = self._object(), not self.lab._closed
+        ok = {name: open_ for name in ("connect", "advance", "flush")}
+        ok.update({name: open_ and isinstance(obj, Endpoint) for name in SSL_OPS})
+        ok["session-free"] = open_ and isinstance(obj, SessionRef)
         return ok
 
-    # -- running operations ----------------------------------------------------
-    def _handler(self, name: str) -> Callable[[Any], None]:
-        def handler(_button: Any) -> None:
-            self.run(name)
-
-        return handler
-
-    def run(self, name: str) -> None:
-        """Perform operation ``name`` (a button's name) on the selected object, as a click does."""
-        if self._busy:
-            return
-        self._busy = True
-        try:
-            self._run(name)
-        finally:
-            self._busy = False
-
-    def _run(self, name: str) -> None:
-        self.error.value = ""
-        obj = self._selected()
-        watched = self._watched_session(name, obj)
-        guess = self.guess.value if self.predict.value else None
-        before = len(self.lab.trace)
-        new_selection = None
-        try:
-            new_selection = self._perform(name, obj)
-        except SesskitError as exc:
-            self._show_error(type(exc).__name__, str(exc))
-        except Exception as exc:  # never leave the widget stuck behind a traceback
-            self._show_error(f"unexpected {type(exc).__name__}", str(exc))
-        self.refresh(select=new_selection)
-        if guess is not None:
-            self._judge(guess, watched, stepped=len(self.lab.trace) > before)
-
-    def _perform(self, name: str, obj: Endpoint | SessionRef | None) -> str | None:
-        """Call the lab; returns the object to select afterwards (a new link's client), if any."""
-        from .lab import Endpoint, SessionRef
-
-        lab = self.lab
-        if name == "connect":
-            ref = next((r for r in lab.refs if r.id == self.resume.value), None)
-            try:
-                link = lab.connect(resume=ref)
-            finally:
-                self.resume.value = 0  # the next connect is a full handshake unless chosen again
-            return f"ssl:{link.client.name}"
-        if name == "advance":
-            lab.advance(int(self.seconds.value))
-            return None
-        if name == "flush":
-            lab.flush(side=self.side.value)
-            return None
-        if name == "session-free":
-            if not isinstance(obj, SessionRef):
-                raise _NotApplicable("SSL_SESSION_free acts on a session pointer: choose a ref in 'acts on'")
-            obj.free()
-            return None
-        if not isinstance(obj, Endpoint):
-            raise _NotApplicable(f"{_BUTTONS[name][0]} acts on an SSL: choose an SSL in 'acts on'")
-        if name == "get0":
-            obj.get0_session()
-        elif name == "get1":
-            obj.get1_session()
-        else:
-            getattr(obj, name)()
-        return None
-
-    def _show_error(self, kind: str, message: str) -> None:
-        self.error.value = (
-            '<div style="color:#b71c1c;border-left:4px solid #d62728;padding:2px 8px">'
-            f"<b>{html.escape(kind)}</b>: {html.escape(message)}</div>"
-        )
-
-    # -- predict mode ----------------------------------------------------------
-    def _watched_session(self, name: str, obj: Endpoint | SessionRef | None) -> str | None:
-        if name == "connect" and self.resume.value:
-            ref = next((r for r in self.lab.refs if r.id == self.resume.value), None)
-            return ref.session if ref is not None else None
-        return self._session_of(obj)
-
-    def _judge(self, guess: int, label: str | None, stepped: bool) -> None:
-        if not stepped:
-            self.verdict.value = "The call was refused, so nothing changed (see the error)."
-            return
-        if label is None:
-            self.verdict.value = "Nothing to predict: the selected object had no session."
-            return
-        st = self.lab.trace.session(label)
-        why = html.escape(self.lab.trace[-1].why)
-        now = f"{html.escape(label)}'s refcount is now <b>{st.refcount}</b>" + (
-            " (freed)" if st.freed else ""
-        )
-        if guess == st.refcount:
-            self.verdict.value = f'<span style="color:#1b5e20">✔ Right: {now}.</span> {why}'
-        else:
-            self.verdict.value = f'<span style="color:#b71c1c">✘ You said {guess}; {now}.</span> {why}'
-
-    def _on_predict(self, change: dict[str, Any]) -> None:
-        self.guess.layout.visibility = "visible" if change["new"] else "hidden"
-        self.verdict.value = ""
-        self._update_guess_label()
-
-    def _update_guess_label(self) -> None:
-        label = self._watched_session("", self._selected())
-        self.guess.description = f"{label} refcount after:" if label else "refcount after:"
-
-    # -- redrawing -------------------------------------------------------------
-    def refresh(self, select: str | None = None) -> None:
-        """Re-read the lab: options, enabled buttons, the viewer's new steps, texts."""
-        trace = self.lab.trace
-        self._quiet = True
-        try:
-            options = self._object_options()
-            current = select or self.object.value
-            values = [v for _, v in options]
-            if options != list(self.object.options):
-                self.object.options = options
-            self.object.value = current if current in values else (values[0] if values else None)
-            resume = self._resume_options()
-            keep = self.resume.value if self.resume.value in [v for _, v in resume] else 0
-            if resume != list(self.resume.options):
-                self.resume.options = resume
-            self.resume.value = keep
-        finally:
-            self._quiet = False
-        self.viewer.append(trace[i] for i in range(self._sent, len(trace)))
-        self._sent = len(trace)
-        self._update_buttons()
-        self._update_guess_label()
-        self.guess.layout.visibility = "visible" if self.predict.value else "hidden"
-        self._update_status()
-        self._update_readout(self._shown())
-
-    def _shown(self) -> int:
-        """The step the viewer shows (its -1 means the last)."""
-        last = len(self.lab.trace) - 1
-        step = self.viewer.step
-        return last if step < 0 or step > last else step
-
-    def _update_status(self) -> None:
-        trace = self.lab.trace
-        engine = html.escape(f"{self.lab.engine_name} · {self.lab.openssl_version}")
-        note = f" <i>{html.escape(self.lab.engine_note)}</i>" if self.lab.engine_note else ""
-        self.status.value = f"<b>sesskit</b> · {engine} · {len(trace)} steps · t = {trace.time} s{note}"
-
-    def _update_buttons(self) -> None:
-        for name, ok in self.enabled().items():
-            self.buttons[name].disabled = not ok
-
-    def _on_object(self, _change: dict[str, Any]) -> None:
-        if self._quiet:
-            return
-        self._update_buttons()
-        self._update_guess_label()
-        self._update_readout(self._shown())
-
-    def _on_step(self, _change: dict[str, Any]) -> None:
-        self._update_readout(self._shown())
+    # -- the bar the browser draws ------------------------------------------------
+    def _changed(self, _change: Any = None) -> None:
+        if not self._hold:
+            self._publish()
 
     def _on_selected(self, change: dict[str, Any]) -> None:
         """A click on an SSL or a pointer in the picture chooses what the buttons act on."""
-        key = change["new"]
-        if key in [v for _, v in self.object.options]:
-            self.object.value = key
+        if str(change["new"]).startswith(("ssl:", "ref:")) and self._object(change["new"]) is not None:
+            self.acts_on = change["new"]
 
-    def _update_readout(self, step: int) -> None:
-        """Plain text: the selected object's session and its refcount at the step shown."""
-        obj = self._selected()
-        if obj is None or not len(self.lab.trace):
-            self.refcount.value = "nothing selected"
+    def _publish(self) -> None:
+        """Send the bar's state (and any new steps) to the browser."""
+        trace = self.lab.trace
+        if len(trace) > self._sent:
+            self.append(trace[i] for i in range(self._sent, len(trace)))
+            self._sent = len(trace)
+        objects = self._objects()
+        keys = [k for k, _ in objects]
+        if self.acts_on not in keys:
+            self._hold += 1
+            self.acts_on = keys[0] if keys else ""
+            self._hold -= 1
+        resumes = self._resumes()
+        if self.resume not in [v for v, _ in resumes]:
+            self.resume = 0
+        enabled, names = self.enabled(), ("get0", "get1", "read", "shutdown", "clear", "free")
+        ops = [
+            {"n": n, "l": OPS[n][0], "t": f"{OPS[n][0]}: {OPS[n][1]}", "on": enabled[n]}
+            for n in (*names, "session-free", "connect", "advance", "flush")
+        ]
+        ops[-3]["arg"] = {"k": "resume", "l": "resume", "o": resumes, "v": self.resume}
+        ops[-2]["arg"] = {"k": "seconds", "l": "seconds", "v": self.seconds}
+        ops[-1]["arg"] = {
+            "k": "side",
+            "l": "side",
+            "o": [["server", "server"], ["client", "client"]],
+            "v": self.side,
+        }
+        lab = self.lab
+        note = f" · {lab.engine_note}" if lab.engine_note else ""
+        self.ui = {
+            "seq": self._seq,
+            "status": f"sesskit · {lab.engine_name} · {lab.openssl_version}{note}",
+            "acts_on": {"v": self.acts_on, "o": objects},
+            "ops": ops,
+            "predict": self.predict,
+            "question": self.question,
+            "score": "score: {} / {}".format(*self.score) if self.score[1] else "",
+            "verdict": self.verdict,
+            "right": self.right,
+            "error": self.error,
+            "notice": self.notice,
+        }
+        if self.acts_on and self.selected != self.acts_on:
+            self.selected = self.acts_on
+
+    # -- the browser's messages -------------------------------------------------
+    def _on_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "op":
+            self._handle_op(content)
+
+    def _handle_op(self, msg: dict[str, Any]) -> None:
+        """One message from the bar: ``{"op": name, "acts_on", "resume", "seconds", "side", "guess",
+        "at", "seq"}``; ``at`` is the step shown when the reader chose to act there (a branch)."""
+        if "seq" in msg and msg["seq"] != self._seq:
+            return  # a second click on the same picture: the first one is being (or was) performed
+        self._seq += 1
+        self._hold += 1
+        try:
+            self.notice = ""
+            for key, kind in (("acts_on", str), ("resume", int), ("seconds", int), ("side", str)):
+                if isinstance(msg.get(key), kind) and not isinstance(msg.get(key), bool):
+                    setattr(self, key, msg[key])
+            guess = msg.get("guess")
+            self.guess = guess if isinstance(guess, int) and not isinstance(guess, bool) else None
+            op, at = msg.get("op"), msg.get("at")
+            if op == "predict":
+                self.predict, self.question, self._pending = bool(msg.get("on")), "", None
+            elif op == "answer":
+                if self._pending is None:
+                    self.error = "no question is waiting for an answer"
+                else:
+                    self.run(self._pending["op"])
+            elif op == "reset":
+                self.reset()
+            elif op == "undo":
+                self.undo()
+            elif op in OPS:
+                if isinstance(at, int) and not isinstance(at, bool) and 0 <= at < len(self.lab.trace) - 1:
+                    self.branch(at)
+                    if self.error:
+                        return
+                self.run(str(op))
+            else:
+                self.error = f"unknown operation {op!r}"
+        except Exception as exc:  # never leave the bar stuck behind a traceback
+            self.error = f"unexpected {type(exc).__name__}: {exc}"
+        finally:
+            self._hold -= 1
+            self._publish()
+
+    # -- operations -------------------------------------------------------------
+    def run(self, name: str) -> None:
+        """Perform button ``name`` on :attr:`acts_on`, as a click does (predict mode may ask first)."""
+        if name not in OPS:
+            raise ValueError(f"no button {name!r}: one of {', '.join(OPS)}")
+        self._hold += 1
+        try:
+            self._run(name)
+        finally:
+            self._hold -= 1
+            self._publish()
+
+    def _run(self, name: str) -> None:
+        self.error = ""
+        watched = self._watched(name)
+        if self.predict and name in ASKS and watched is not None and self.guess is None:
+            self._pending = {"op": name}
+            self.verdict = ""
+            self.question = f"Before {OPS[name][0]}: what will {watched}'s refcount be after it?"
             return
-        snap = self.lab.trace.snapshot(step)
+        guess = self.guess if self.predict and watched is not None and name in ASKS else None
+        self.question, self._pending, self.guess, self.verdict, self.right = "", None, None, "", None
+        before = len(self.lab.trace)
+        try:
+            self._perform(name)
+        except SesskitError as exc:
+            self._refuse(name, exc)
+        if guess is not None and watched is not None:
+            self._judge(
+                guess, watched, refused=self.lab.trace[-1].error is not None or len(self.lab.trace) == before
+            )
+
+    def _perform(self, name: str) -> None:
+        from .lab import Endpoint, SessionRef
+
+        lab, obj = self.lab, self._object()
+        if name == "connect":
+            self._resuming = next((r for r in lab.refs if r.id == self.resume), None)
+            self.resume = 0  # the next connect is a full handshake unless chosen again
+            self.acts_on = f"ssl:{lab.connect(resume=self._resuming).client.name}"
+        elif name == "advance":
+            lab.advance(self.seconds)
+        elif name == "flush":
+            lab.flush(side=self.side)
+        elif name == "session-free":
+            if not isinstance(obj, SessionRef):
+                raise _NotApplicable("SSL_SESSION_free acts on a session pointer: choose a ref in 'acts on'")
+            obj.free()
+        elif not isinstance(obj, Endpoint):
+            raise _NotApplicable(f"{OPS[name][0]} acts on an SSL: choose an SSL in 'acts on'")
+        else:
+            getattr(obj, {"get0": "get0_session", "get1": "get1_session"}.get(name, name))()
+
+    def _refuse(self, name: str, exc: SesskitError) -> None:
+        """A mistake: recorded as a refused step (nothing changes) when the lab can record it."""
         from .lab import SessionRef
 
-        if isinstance(obj, SessionRef):
-            name = f"ref #{obj.id}"
-            if obj.id not in snap.refs:
-                self.refcount.value = f"{name} does not exist yet at step {step}"
-                return
-            label: str | None = obj.session
+        obj, op = self._object(), OPS[name][0]
+        if name == "connect":
+            ref = self._resuming
+            op, target = (
+                "SSL_set_session",
+                f"new client SSL with {ref.session} (ref #{ref.id})" if ref else "",
+            )
+        elif isinstance(obj, SessionRef):
+            target = f"{obj.session} (ref #{obj.id})"
         else:
-            ssl = snap.ssls.get(obj.name)
-            label = ssl.session if ssl is not None else None
-            name = obj.name
-            if ssl is None:
-                self.refcount.value = f"{name} does not exist yet at step {step}"
-                return
-        if label is None or label not in snap.sessions:
-            self.refcount.value = f"{name} at step {step}: no session"
+            target = getattr(obj, "name", "")
+        if isinstance(exc, _NotApplicable) or not target or not hasattr(self.lab, "refused"):
+            self.error = f"{type(exc).__name__}: {exc}"
             return
-        st = snap.sessions[label]
-        freed = " (freed)" if st.freed else ""
-        self.refcount.value = f"{label} refcount = {st.refcount}{freed} at step {step}"
+        try:
+            self.lab.refused(op, target, exc)
+        except SesskitError:
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    # -- predict mode ---------------------------------------------------------------
+    def _watched(self, name: str) -> str | None:
+        """The session the question is about: the resumed one, else the one acts_on holds now."""
+        if name == "connect" and self.resume:
+            ref = next((r for r in self.lab.refs if r.id == self.resume), None)
+            return ref.session if ref is not None else None
+        obj = self._object()
+        return None if obj is None else obj.session
+
+    def _judge(self, guess: int, label: str, refused: bool) -> None:
+        right, asked = self.score
+        if refused:
+            self.verdict = "Refused: the call was a mistake, so nothing changed (not scored). " + (
+                self.lab.trace[-1].why
+            )
+            self.right = None
+            return
+        st = self.lab.trace.session(label)
+        now = f"{label}'s refcount is now {st.refcount}" + (" (freed)" if st.freed else "")
+        self.right = guess == st.refcount
+        self.score = (right + self.right, asked + 1)
+        said = "✔ Right" if self.right else f"✘ You said {guess}"
+        self.verdict = f"{said}: {now}. {self.lab.trace[-1].why}"
+
+    # -- history: branch, undo, reset -------------------------------------------------
+    def branch(self, step: int) -> None:
+        """Go on from ``step``: the steps after it are discarded (the lab is replayed up to it)."""
+        self._hold += 1
+        try:
+            self._rewind(step)
+        finally:
+            self._hold -= 1
+            self._publish()
+
+    def undo(self) -> None:
+        """Take the last step back (the lab is replayed up to the one before)."""
+        if len(self.lab.trace) <= 1:
+            self.error = "nothing to undo: step 0 (SSL_CTX_new) is where every lab starts"
+            return
+        self.branch(len(self.lab.trace) - 2)
+
+    def reset(self) -> None:
+        """A new lab with the same engine and settings (step 0 only)."""
+        self._hold += 1
+        try:
+            old, self.lab = self.lab, self._new_lab()
+            old.close()
+            self.show(self.lab.trace)
+            self._sent = len(self.lab.trace)
+            self.acts_on, self.error, self.question, self._pending = "", "", "", None
+            self.verdict, self.score, self.right = "", (0, 0), None
+            self.notice = "A new lab with the same settings."
+        finally:
+            self._hold -= 1
+            self._publish()
+
+    def _new_lab(self) -> Lab:
+        from .lab import Lab
+
+        return Lab(engine=self.lab.engine_name, **dataclasses.asdict(self.lab.config))
+
+    def _rewind(self, step: int) -> None:
+        old = self.lab
+        new = self._new_lab()
+        try:
+            for i in range(1, step + 1):
+                _replay(new, old.trace[i])
+                if _record(new.trace[i]) != _record(old.trace[i]):
+                    raise InvalidOperation(f"step {i} replayed differently")
+        except SesskitError as exc:
+            new.close()
+            self.error = f"can't go back to step {step}: {exc}. Reset starts a new lab."
+            return
+        n = len(old.trace)
+        self.lab = new
+        old.close()
+        self.truncate(step + 1)
+        self._sent = step + 1
+        self.question, self._pending = "", None
+        self.notice = f"Steps {step + 1}..{n - 1} were discarded; the lab was replayed up to step {step}."
+
+
+def _record(step: Any) -> dict[str, Any]:
+    d: dict[str, Any] = step.to_dict()
+    d.pop("why", None)
+    return d
+
+
+_CONNECT = re.compile(r"^\S+↔\S+(?: resume (\S+))?$")
+_SESSION_FREE = re.compile(r"^\S+ \(ref #(\d+)\)$")
+
+
+def _replay(lab: Lab, step: Any) -> None:
+    """Perform recorded ``step`` again on ``lab`` (each step names its call and its arguments)."""
+    if step.error is not None:
+        kind = getattr(errors, str(step.error["kind"]), None)
+        cls = kind if isinstance(kind, type) and issubclass(kind, SesskitError) else InvalidOperation
+        lab.refused(step.op, step.target, cls(step.error["message"]))
+        return
+    op, target = step.op, step.target
+    if op == "SSL_connect" and (m := _CONNECT.match(target)):
+        ref = next((r for r in lab.refs if r.session == m.group(1)), None) if m.group(1) else None
+        lab.connect(resume=ref)
+    elif op == "advance" and re.fullmatch(r"\+\d+s", target):
+        lab.advance(int(target[1:-1]))
+    elif op == "SSL_CTX_flush_sessions" and (m := re.fullmatch(r"(server|client) at t=(\d+)", target)):
+        lab.flush(side=m.group(1), at=int(m.group(2)))
+    elif op == "SSL_SESSION_free" and (m := _SESSION_FREE.match(target)):
+        next(r for r in lab.refs if r.id == int(m.group(1))).free()
+    elif op in _ENDPOINT_CALLS:
+        getattr(lab.endpoint(target), _ENDPOINT_CALLS[op])()
+    else:
+        raise InvalidOperation(f"step {step.index} ({op} {target}) can't be replayed")
+
+
+_ENDPOINT_CALLS = {
+    "SSL_get0_session": "get0_session",
+    "SSL_get1_session": "get1_session",
+    "SSL_read": "read",
+    "SSL_shutdown": "shutdown",
+    "SSL_clear": "clear",
+    "SSL_free": "free",
+}
 
 
 class _NotApplicable(SesskitError):
-    """The chosen object can't take this operation (the button should have been disabled)."""
+    """The chosen object can't take this operation (its button is disabled)."""
