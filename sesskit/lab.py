@@ -376,17 +376,22 @@ class Lab:
     # and look at everything again (``engine.recover()``); the step recorded is then what OpenSSL
     # really did, and the exception is raised after it.  The Lab's own bookkeeping is computed
     # first (_Plan, Trace.prepare) and committed without calling any Python function in between.
-    def connect(self, resume: SessionRef | None = None) -> Link:
+    def connect(self, resume: SessionRef | None = None, client: Endpoint | None = None) -> Link:
         """A new client SSL and server SSL, and a full handshake between them.
 
         With ``resume``, ``SSL_set_session(client, resume)`` first: the
         handshake resumes if OpenSSL accepts the session (see ``link.reused``).
+
+        With ``client``, a client SSL reset by :meth:`Endpoint.clear` handshakes again, with a new
+        server SSL: SSL_clear kept its session if it was good (close_notify sent), and the
+        ClientHello offers it (SSL_clear(3)); a dirty clear left none.
         """
         with self._lock, _DEFERRED:
             self._check_open("SSL_connect")
             label = None
             if resume is not None:
                 label = self._check_resume(resume)
+            again = None if client is None else self._check_reconnect(client)
 
             def plan(res: OpResult) -> _Plan:
                 client, server, reused = res.value
@@ -394,7 +399,14 @@ class Lab:
                 target = f"{client}↔{server}" + (f" resume {label}" if label else "")
                 return _Plan(target, "resumed" if reused else "full handshake", links=(link,), value=link)
 
-            link: Link = self._operate("connect", (label,), "SSL_connect", plan)
+            if again is None:
+                link: Link = self._operate("connect", (label,), "SSL_connect", plan)
+                return link
+            try:
+                link = self._operate("connect", (label, again), "SSL_connect", plan)
+            finally:
+                if not self.trace.ssl(again).cleared:  # connected again: a new connection
+                    self._set_while_open.pop(again, None)
             return link
 
     def advance(self, seconds: int) -> None:
@@ -520,6 +532,30 @@ class Lab:
                 "resumed"
             )
         return ref.session
+
+    def _check_reconnect(self, client: Endpoint) -> str:
+        """The name of ``client`` if it can handshake again (a client SSL of this lab reset by SSL_clear)."""
+        if not isinstance(client, Endpoint) or client._lab is not self:
+            raise InvalidOperation(f"connect(client=...) takes an Endpoint of this lab, not {client!r}")
+        st = self.trace.ssl(client.name)
+        if st.side != "client":
+            raise InvalidOperation(
+                f"connect(client={client.name}): {client.name} is a server SSL; connect(client=...) runs "
+                "SSL_connect on a client SSL"
+            )
+        if st.freed:
+            step = self._freed_at.get(client.name)
+            raise InvalidOperation(
+                f"can't SSL_connect on {client.name}: it was freed at step {step} (SSL_free); in C the SSL "
+                "pointer now dangles, and SSL_connect on it is a use after free (undefined behaviour)"
+            )
+        if not st.cleared:
+            raise InvalidOperation(
+                f"can't SSL_connect on {client.name} again: its handshake is done and it was not reset "
+                "by SSL_clear. In C (OpenSSL 3.0) SSL_connect on an SSL whose handshake is done returns 1 "
+                "and does nothing; SSL_clear(3) resets an SSL for a new connection: clear() it first"
+            )
+        return client.name
 
     def _operate(self, op: str, args: tuple[Any, ...], cname: str, plan: Callable[[OpResult], _Plan]) -> Any:
         """Run ``op`` on the engine and record it as step ``cname``: all of it, or none of it.

@@ -307,6 +307,7 @@ class Model:
         self._ids = itertools.count(1)
         self._labels = itertools.count(1)
         self._links = 0
+        self._net = ""  # how a connect's notes net a dropped offer (see connect)
         self.log = OpLog()
 
     # -- operation frame -----------------------------------------------------
@@ -500,7 +501,7 @@ class Model:
         if s is not None and not s.resumable:
             self.note(
                 "{} is not resumable, so the client did not offer it and started a new session: "
-                "its SSL let go of {} (-1, net 0 with SSL_set_session's +1)",
+                f"its SSL let go of {{}} (-1{self._net})",
                 s,
                 s,
             )
@@ -600,7 +601,7 @@ class Model:
             self._stat("client", "misses")
             self.note(
                 "{} was offered but not resumed (client misses +1): the client started a new session and "
-                "its SSL dropped its reference to {} (-1, net 0 with SSL_set_session's +1)",
+                f"its SSL dropped its reference to {{}} (-1{self._net})",
                 c.session,
                 c.session,
             )
@@ -676,17 +677,29 @@ class Model:
             self._update_cache(c)
 
     # -- operations ------------------------------------------------------------------
-    def connect(self, resume: Session | None = None) -> tuple[SSLObj, SSLObj]:
-        """Two new SSLs and a complete handshake, driven as the engine drives it."""
+    def connect(self, resume: Session | None = None, client: SSLObj | None = None) -> tuple[SSLObj, SSLObj]:
+        """Two new SSLs (or ``client``, reset by SSL_clear, and a new server) and a complete handshake.
+
+        A ``client`` reset by SSL_clear keeps a good session, which its ClientHello offers
+        (SSL_clear(3)); the server SSL it talked to before is no longer its peer.
+        """
         self._links += 1
-        c = SSLObj(f"c{self._links}", "client")
+        if client is None:
+            c = SSLObj(f"c{self._links}", "client")
+        else:
+            c = client
+            if c.peer is not None and c.peer.peer is c:
+                c.peer.peer = None
+            c.in_before = c.cleared = False
         s = SSLObj(f"s{self._links}", "server")
         c.peer, s.peer = s, c
         self.ssls[c.name], self.ssls[s.name] = c, s
         self.begin(c, s)
+        # A session dropped in this handshake nets 0 with SSL_set_session's +1, or is one SSL_clear kept.
+        self._net = ", net 0 with SSL_set_session's +1" if resume is not None else ""
         if resume is not None:
             self._up(resume)
-            c.session = resume  # SSL_set_session
+            self._set_session(c, resume)  # SSL_set_session (the SSL is in "before": nothing is bad)
             self._look(c)
         sid, ticket = self._client_hello(c)
         self._look(c)

@@ -274,3 +274,36 @@ def test_set_session_refusals(engine: str) -> None:
         assert len(lab.trace) == steps  # each refusal recorded nothing
         lab.refused("SSL_set_session", dead.client.name, InvalidOperation("x"))
         assert lab.trace[-1].error == {"kind": "InvalidOperation", "message": "x"}
+
+
+def test_connect_client_refusals(engine: str) -> None:
+    with lab_of(engine, tls="1.2") as lab, lab_of(engine, tls="1.2") as other:
+        link = lab.connect()
+        steps = len(lab.trace)
+        with pytest.raises(InvalidOperation, match="server SSL"):
+            lab.connect(client=link.server)
+        with pytest.raises(InvalidOperation, match="not reset by SSL_clear"):
+            lab.connect(client=link.client)  # its handshake is done
+        with pytest.raises(InvalidOperation, match="an Endpoint of this lab"):
+            other.connect(client=link.client)
+        link.client.free()
+        steps += 1
+        with pytest.raises(InvalidOperation, match="use after free"):
+            lab.connect(client=link.client)
+        assert len(lab.trace) == steps  # nothing recorded
+
+
+def test_a_cleared_client_connected_again_can_be_read_and_shut_down(engine: str) -> None:
+    with lab_of(engine, tls="1.3") as lab:
+        link = lab.connect()
+        link.client.read()
+        link.client.shutdown()
+        link.client.clear()
+        with pytest.raises(InvalidOperation, match="SSL_clear reset it"):
+            link.client.read()
+        again = lab.connect(client=link.client)
+        assert again.client.name == link.client.name and again.server.name == "s2"
+        assert again.reused is True  # SSL_clear kept the good session; the ClientHello offered it
+        again.client.read()  # the new connection's ticket
+        again.client.shutdown()
+        assert lab.snapshot().ssls[link.client.name].cleared is False

@@ -32,6 +32,7 @@ from hypothesis.stateful import (
 )
 
 import sesskit
+from sesskit.explain import MISMATCH
 
 
 def _libssl_unavailable() -> str:
@@ -139,6 +140,19 @@ class ModelVersusLibssl(RuleBasedStateMachine):
         assert la.reused == lb.reused, f"reused: model {la.reused}, libssl {lb.reused}"
         return multiple(la.client.name, la.server.name)
 
+    @rule(target=ssls, ssl=ssls, ref=st.none() | refs)
+    def reconnect(self, ssl: str, ref: tuple[Any, Any] | None) -> Any:
+        """connect(client=...): a client SSL reset by SSL_clear handshakes again (or is refused)."""
+        links = self.both(
+            lambda lab, i: lab.connect(resume=None if ref is None else ref[i], client=lab.endpoint(ssl))
+        )
+        if links[0] is None:
+            return multiple()
+        la, lb = links
+        assert (la.client.name, la.server.name) == (lb.client.name, lb.server.name)
+        assert la.reused == lb.reused, f"reused: model {la.reused}, libssl {lb.reused}"
+        return multiple(la.server.name)
+
     @rule(target=refs, ssl=ssls, kind=st.sampled_from(["get0_session", "get1_session"]))
     def get_session(self, ssl: str, kind: str) -> Any:
         ra, rb = self.both(lambda lab, i: getattr(lab.endpoint(ssl), kind)())
@@ -223,3 +237,63 @@ def test_at_least_200_programs_of_30_steps_ran() -> None:
 
 def test_the_python_observer_ran_programs_of_30_steps_too() -> None:
     check_enough_long_programs("libsslpython", 50)
+
+
+# -- SSL_set_session on an existing SSL, and a client SSL reset by SSL_clear connected again -------
+
+CONFIGS = [
+    {"tls": "1.2", "tickets": False, "client_cache": True},
+    {"tls": "1.2"},
+    {"tls": "1.3", "client_cache": True},
+    {"tls": "1.3", "tickets": False},
+]
+
+
+def reconnect_story(lab: sesskit.Lab) -> list[bool]:
+    """Good and dirty clears connected again, SSL_set_session open, shut down and cleared."""
+    l1 = lab.connect()
+    l1.client.read()
+    l1.client.shutdown()
+    l1.client.clear()  # close_notify sent: SSL_clear keeps the session
+    l2 = lab.connect(client=l1.client)  # ... and offers it
+    l2.client.read()
+    l3 = lab.connect()
+    l3.client.read()
+    l3.client.clear()  # dirty: the session is dropped
+    l4 = lab.connect(client=l3.client)  # nothing to offer
+    l4.client.read()
+    ref = l2.client.get1_session()
+    assert ref is not None
+    l4.client.set_session(ref)  # open: the old session is "bad"
+    l1.server.shutdown()
+    l1.server.read()
+    l4.client.clear()
+    l5 = lab.connect(resume=ref, client=l4.client)
+    l5.client.read()
+    l5.client.shutdown()
+    l5.client.set_session(ref)  # shut down: the old session is left alone
+    l5.client.free()
+    l2.client.free()
+    ref.free()
+    return [link.reused for link in lab.links]
+
+
+@pytest.mark.parametrize("observer", ["", "python"])
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_reconnect_and_set_session_agree_with_the_model(
+    config: dict[str, Any], observer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if observer:
+        monkeypatch.setenv("SESSKIT_OBSERVER", observer)
+    with (
+        sesskit.Lab(engine="libssl", **config) as real,  # with the explainer: no step may mismatch
+        sesskit.Lab(engine="model", **config) as model,
+    ):
+        reused = reconnect_story(real)
+        assert reused == reconnect_story(model)
+        # OpenSSL 3.0: a client SSL cleared after close_notify keeps its session and resumes it
+        # (SSL_clear(3)); one cleared dirty has none and makes a full handshake.
+        assert reused[1] is True and reused[3] is False
+        for i, (a, b) in enumerate(zip(real.trace.snapshots(), model.trace.snapshots(), strict=True)):
+            assert a == b, f"step {i} {real.trace[i].op}:\n" + describe_difference(b, a)
+        assert not [s.index for s in real.trace if MISMATCH in s.why]

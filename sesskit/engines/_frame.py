@@ -159,6 +159,12 @@ class ObservedSSL:
 S = TypeVar("S", bound=ObservedSession)
 
 
+def _client_of(op: list[Any]) -> str:
+    """The client SSL of a connect: a new ``c<link>``, or the one ``connect(client=...)`` named."""
+    args = op[1]
+    return str(args[1]) if len(args) > 1 and args[1] is not None else f"c{op[4]}"
+
+
 def _label_number(s: ObservedSession) -> int:
     return int(s.label[1:]) if s.label else 1 << 62
 
@@ -421,13 +427,13 @@ class ObservingEngine(Generic[S]):
             self._begin()
             return self._finish()
 
-    def connect(self, resume: str | None = None) -> OpResult:
+    def connect(self, resume: str | None = None, client: str | None = None) -> OpResult:
         with self._lock:
             self._links += 1
-            self._opstate = op = ["connect", (resume,), 0, None, self._links]
+            self._opstate = op = ["connect", (resume, client), 0, None, self._links]
             self.op_seq += 1
             self._connect(op)
-            c, s = self._ssls[f"c{op[4]}"], self._ssls[f"s{op[4]}"]
+            c, s = self._ssls[_client_of(op)], self._ssls[f"s{op[4]}"]
             delta = self._finish(stats=True, look_again=False)  # _hs looked after every call
             return OpResult(delta, (c.name, s.name, bool(self._lib.SSL_session_reused(c.ptr))))
 
@@ -438,7 +444,17 @@ class ObservingEngine(Generic[S]):
         picked up where an exception left it (:meth:`recover`).
         """
         k, resume = op[4], op[1][0]
-        c = self._ssls.get(f"c{k}") or self._new_ssl(f"c{k}", "client")
+        again = _client_of(op) != f"c{k}"  # an SSL reset by SSL_clear, connected again
+        if again:
+            c = self._ssls[_client_of(op)]
+            if c.cleared:  # re-armed for a new handshake, once: its old server is no longer its peer
+                if c.peer is not None and c.peer.peer is c:
+                    c.peer.peer = None
+                c.peer = None
+                c.inbox.clear()
+                c.fed, c.handshaking, c.fresh, c.cleared = False, True, True, False
+        else:
+            c = self._ssls.get(f"c{k}") or self._new_ssl(f"c{k}", "client")
         s = self._ssls.get(f"s{k}") or self._new_ssl(f"s{k}", "server")
         if c.peer is None:
             c.peer, s.peer = s, c
@@ -492,6 +508,7 @@ class ObservingEngine(Generic[S]):
         r = ssl.result = self._lib.SSL_do_handshake(ssl.ptr)
         if r == 1:
             ssl.handshaking = False
+        self._collect()  # the C helper's pins, when its callbacks are in place (a reconnect)
         self._after_call(ssl)
         return r == 1
 
@@ -665,7 +682,7 @@ class ObservingEngine(Generic[S]):
             value: Any = None
             if name == "connect":
                 self._connect(op)
-                c = self._ssls[f"c{op[4]}"]
+                c = self._ssls[_client_of(op)]
                 value = (c.name, f"s{op[4]}", bool(self._lib.SSL_session_reused(c.ptr)))
             elif name == "advance":
                 self._advance(op)

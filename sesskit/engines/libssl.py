@@ -409,7 +409,7 @@ class LibsslEngine(ObservingEngine[_Sess]):
         members = self._members_tuple[side] = tuple(order)
         return CacheState(side, number, members, self._new_stats(side, stats))
 
-    def connect(self, resume: str | None = None) -> OpResult:
+    def connect(self, resume: str | None = None, client: str | None = None) -> OpResult:
         """The frame's ``connect``, with the SSLs made, both handshakes run and the step read by the C helper.
 
         The same calls in the same order as :meth:`ObservingEngine.connect`
@@ -419,8 +419,8 @@ class LibsslEngine(ObservingEngine[_Sess]):
         :meth:`_finish` would read (``read_step``), and :meth:`_connected`
         turns it into the step.
         """
-        if self._C is None:
-            return super().connect(resume)
+        if self._C is None or client is not None:  # a reconnect: the frame's calls, pins collected after each
+            return super().connect(resume, client)
         with self._lock:
             self._links += 1
             self._opstate = op = ["connect", (resume,), 0, None, self._links]
@@ -430,7 +430,7 @@ class LibsslEngine(ObservingEngine[_Sess]):
 
     def _connect(self, op: list[Any]) -> None:
         """Picked up after an exception (:meth:`recover`): the helper's connect, if it did not run."""
-        if self._C is None:
+        if self._C is None or (len(op[1]) > 1 and op[1][1] is not None):
             super()._connect(op)
         else:
             if not op[2]:

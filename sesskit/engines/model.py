@@ -112,18 +112,30 @@ class ModelEngine:
             self.model.log.caches.add(side)
         return self._finish("").delta
 
-    def connect(self, resume: str | None = None) -> OpResult:
+    def connect(self, resume: str | None = None, client: str | None = None) -> OpResult:
         self.op_seq += 1  # begun: an exception from here on may leave the model half-way
         m = self.model
         target = m.by_label[resume] if resume is not None else None
-        c, s = m.connect(target)
+        again = m.ssls[client] if client is not None else None
+        kept = again.session if again is not None and target is None else None
+        c, s = m.connect(target, again)
         reused = c.hit
         tls = f"TLS {self.config.tls}"
         # The lead says what the client did; the model's notes say the rest (the server's side of a
         # resumption: the reference its cache lookup took becoming its SSL's session, or a decrypted
         # ticket's fresh copy; hits +1 either way, as sess_hit counts ticket resumptions too).
         setter = f"SSL_set_session({c.name}, {resume}) made {resume} {c.name}'s session (+1)"
-        if target is None:
+        if again is not None:  # an SSL reset by SSL_clear, connected again (to a new server SSL)
+            offer = setter if kept is None else f"it offers {kept.label}, the session SSL_clear kept"
+            setter = f"{c.name}, reset by SSL_clear, handshakes again with a new server SSL; {offer}"
+            if target is None and kept is None:
+                lead = f"{c.name}↔{s.name}: {c.name}, reset by SSL_clear with no session left, handshakes "
+                lead += f"again with a new server SSL: a full {tls} handshake"
+            elif reused:
+                lead = f"{c.name}↔{s.name}: {setter}, and the {tls} handshake resumed it"
+            else:
+                lead = f"{c.name}↔{s.name}: {setter}, but the {tls} handshake did not resume it"
+        elif target is None:
             lead = f"{c.name}↔{s.name}: a full {tls} handshake: a new session on each side, held by its SSL"
         elif reused:
             lead = f"{c.name}↔{s.name}: {setter}, and the {tls} handshake resumed {resume}: {c.name} keeps it"
