@@ -163,15 +163,17 @@ class Stepper(Viewer):
             out.append([ref.id, f"{ref.session} (ref #{ref.id} {ref.kind}) · {state}{side}"])
         return out
 
-    def enabled(self) -> dict[str, bool]:
-        """Which buttons can be clicked: every call the selected object takes, mistakes included."""
-        from .lab import Endpoint, SessionRef
+    def _kind(self, name: str) -> bool | str:
+        """When button ``name`` can be clicked: always (True), never (a closed lab), or when "acts on"
+        is an SSL ("ssl") or a pointer ("ref"): the browser switches it as "acts on" changes."""
+        if self.lab._closed:
+            return False
+        return "ssl" if name in SSL_OPS else "ref" if name == "session-free" else True
 
-        obj, open_ = self._object(), not self.lab._closed
-        ok = {name: open_ for name in ("connect", "advance", "flush")}
-        ok.update({name: open_ and isinstance(obj, Endpoint) for name in SSL_OPS})
-        ok["session-free"] = open_ and isinstance(obj, SessionRef)
-        return ok
+    def enabled(self) -> dict[str, bool]:
+        """Which buttons can be clicked now: every call the selected object takes, mistakes included."""
+        kind = self.acts_on.partition(":")[0]
+        return {name: self._kind(name) in (True, kind) for name in OPS}
 
     # -- the bar the browser draws ------------------------------------------------
     def _changed(self, _change: Any = None) -> None:
@@ -181,7 +183,9 @@ class Stepper(Viewer):
     def _on_selected(self, change: dict[str, Any]) -> None:
         """A click on an SSL or a pointer in the picture chooses what the buttons act on."""
         if str(change["new"]).startswith(("ssl:", "ref:")) and self._object(change["new"]) is not None:
+            self._hold += 1  # the browser's bar already shows it: no redraw under the reader's pointer
             self.acts_on = change["new"]
+            self._hold -= 1
 
     def _publish(self) -> None:
         """Send the bar's state (and any new steps) to the browser."""
@@ -198,10 +202,9 @@ class Stepper(Viewer):
         resumes = self._resumes()
         if self.resume not in [v for v, _ in resumes]:
             self.resume = 0
-        enabled, names = self.enabled(), ("get0", "get1", "read", "shutdown", "clear", "free")
-        ops = [
-            {"n": n, "l": OPS[n][0], "t": f"{OPS[n][0]}: {OPS[n][1]}", "on": enabled[n]}
-            for n in (*names, "session-free", "connect", "advance", "flush")
+        ops: list[dict[str, Any]] = [
+            {"n": n, "l": OPS[n][0], "t": f"{OPS[n][0]}: {OPS[n][1]}", "on": self._kind(n)}
+            for n in (*SSL_OPS, "session-free", "connect", "advance", "flush")
         ]
         ops[-3]["arg"] = {"k": "resume", "l": "resume", "o": resumes, "v": self.resume}
         ops[-2]["arg"] = {"k": "seconds", "l": "seconds", "v": self.seconds}

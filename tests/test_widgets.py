@@ -115,10 +115,11 @@ needs_refused = pytest.mark.skipif(not hasattr(sesskit.Lab, "refused"), reason="
 def test_mistakes_can_be_clicked_and_are_recorded_as_refused_steps(lab: Any, stepper: Stepper) -> None:
     click(stepper, "connect")
     click(stepper, "get0", acts_on="ssl:s1")
-    assert buttons(stepper)["session-free"]["on"] is False  # an SSL is chosen
+    assert not stepper.enabled()["session-free"]  # an SSL is chosen
+    assert buttons(stepper)["session-free"]["on"] == "ref"  # the browser enables it when a ref is
     click(stepper, "get1", acts_on="ssl:s1")
     stepper.acts_on = "ref:1"
-    assert buttons(stepper)["session-free"]["on"]  # a get0 pointer: clickable
+    assert stepper.enabled()["session-free"]  # a get0 pointer: clickable
     step = refused_step(stepper, "session-free")
     assert (step.op, step.error["kind"]) == ("SSL_SESSION_free", "InvalidOperation")
     assert "SSL_get0_session took no reference" in step.why
@@ -130,7 +131,7 @@ def test_mistakes_can_be_clicked_and_are_recorded_as_refused_steps(lab: Any, ste
     step = refused_step(stepper, "read", acts_on="ssl:c1")  # read after clear
     assert step.op == "SSL_read" and "SSL_clear" in step.why
     click(stepper, "free", acts_on="ssl:c1")
-    assert buttons(stepper)["get1"]["on"]  # a freed SSL can still be clicked on
+    assert stepper.enabled()["get1"] and buttons(stepper)["get1"]["on"] == "ssl"  # a freed SSL too
     step = refused_step(stepper, "get1", acts_on="ssl:c1")  # use after free
     assert "freed at step" in step.why
     step = refused_step(stepper, "connect", resume=1)  # ref 1 is a server-side session
@@ -213,9 +214,11 @@ def test_undo_replays_steps_made_before_the_stepper(lab: Any) -> None:
 def test_a_click_in_the_picture_chooses_what_the_buttons_act_on(stepper: Stepper) -> None:
     click(stepper, "connect")
     stepper.selected = "ssl:s1"  # the viewer sets this when an SSL is clicked in the heap
-    assert stepper.acts_on == "ssl:s1" and stepper.ui["acts_on"]["v"] == "ssl:s1"
+    assert stepper.acts_on == "ssl:s1" and stepper.enabled()["get1"]
     stepper.selected = "session:S1"  # a session is not something the buttons act on
     assert stepper.acts_on == "ssl:s1"
+    click(stepper, "get1")
+    assert stepper.ui["acts_on"]["v"] == "ssl:s1" and stepper.lab.trace[-1].target == "s1"
 
 
 def test_a_stepper_needs_a_lab() -> None:

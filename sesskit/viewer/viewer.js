@@ -981,10 +981,10 @@ export function mountStatic(el, trace, options = {}) {
 }
 
 
-// ---------------------------------------------------------------- the Stepper's bar (a model with `ui`)
-// The kernel sends `ui`; a click sends {type: "op"} and locks the bar until a newer ui.seq: one call.
+// ---------------------------------------------------------------- the Stepper's bar (model with `ui`)
+// a click sends {type: "op"} and locks the bar until a newer ui.seq: one call per click
 
-/** Once per model: new steps join the model's trace, so later views and the saved state hold them. */
+/** New steps join the model's trace: later views and saved state hold them. */
 function initialize({ model }) {
   const fn = (m) => {
     const s = model.get("trace")?.steps;
@@ -1001,9 +1001,15 @@ class OpBar {
     v.root.prepend((this.el = div("sk-bar")));
     const g = v.goto.bind(v);
     v.goto = (i, u) => (g(i, u), this.shown());
-    const fn = () => this.draw();
+    const fn = () => this.draw(), sel = () => {
+      const x = this.f.object, o = x.value;
+      x.value = model.get("selected");
+      if (x.selectedIndex < 0) x.value = o;
+      this.on();
+    };
     model.on("change:ui", fn);
-    v.cleanups.push(() => model.off("change:ui", fn));
+    model.on("change:selected", sel);
+    v.cleanups.push(() => (model.off("change:ui", fn), model.off("change:selected", sel)));
     this.draw();
   }
 
@@ -1014,18 +1020,19 @@ class OpBar {
     return h("label", { class: "sesskit-" + k }, l + " ", x);
   }
 
-  btn(n, l, t, fn, on = true) {
-    const b = h("button", { type: "button", class: "sk-btn sesskit-btn-" + n, title: t, text: l, disabled: !on });
+  btn(n, l, t, fn) {
+    const b = h("button", { type: "button", class: "sk-btn sesskit-btn-" + n, title: t, text: l });
     b.onclick = fn;
     return b;
   }
 
   draw() {
-    const ui = this.model.get("ui") || {}, row = (...k) => div("sk-barrow", ...k), p = (c, text) => text && h("p", { class: c, text });
+    const ui = this.model.get("ui"), row = (...k) => div("sk-barrow", ...k), p = (c, text) => text && h("p", { class: c, text });
     this.f = {};
-    const acts = this.field("object", "acts on", ui.acts_on?.o, ui.acts_on?.v);
-    this.f.object.onchange = () => (this.model.set("selected", this.f.object.value), this.model.save_changes());
-    const ops = ui.ops.map((o) => [this.btn(o.n, o.l, o.t, () => this.op(o.n), o.on), o.arg && this.field(o.arg.k, o.arg.l, o.arg.o, o.arg.v)]);
+    this.bs = [];
+    const acts = this.field("object", "acts on", ui.acts_on.o, ui.acts_on.v);
+    this.f.object.onchange = () => (this.model.set("selected", this.f.object.value), this.model.save_changes(), this.on());
+    const ops = ui.ops.map((o) => [this.bs.push([this.btn(o.n, o.l, o.t, () => this.op(o.n)), o.on]) && this.bs.at(-1)[0], o.arg && this.field(o.arg.k, o.arg.l, o.arg.o, o.arg.v)]);
     const pr = h("input", { type: "checkbox", checked: ui.predict });
     pr.onchange = () => this.send({ op: "predict", on: pr.checked });
     const q = ui.question && div("sesskit-question", ui.question + " ", this.field("guess", "refcount after:"),
@@ -1034,8 +1041,14 @@ class OpBar {
       row(h("label", { class: "sesskit-predict" }, pr, " predict"), span("sesskit-score", ui.score), this.btn("undo", "undo", "take the last step back", () => this.send({ op: "undo" })),
         this.btn("reset", "reset", "a new lab, same settings", () => this.send({ op: "reset" }))),
       q, p("sesskit-verdict" + (ui.right === false ? " is-wrong" : ""), ui.verdict), p("sesskit-error", ui.error));
-    if (ui.seq <= this.sent) this.lock();
+    this.on();
     this.shown();
+  }
+
+  /** on: true, or for one kind of acts_on ("ssl", "ref") */
+  on() {
+    if (this.model.get("ui").seq <= this.sent) return this.lock();
+    for (const [b, on] of this.bs) b.disabled = !(on === true || on === this.f.object.value.split(":")[0]);
   }
 
   lock() {
@@ -1044,10 +1057,9 @@ class OpBar {
 
   num(k) {
     const x = this.f[k]?.value;
-    return x ? Number(x) : x === "0" ? 0 : null;
+    return x ? +x : null;
   }
 
-  /** The status line describes the step shown. */
   shown() {
     const { v } = this, s = v.fold.steps[v.index];
     this.status.textContent = `${this.model.get("ui").status} · step ${v.index} of ${v.fold.length - 1}: ${s?.op} ${s?.target}`;
