@@ -168,13 +168,19 @@ def expected(trace: sesskit.Trace, step: int) -> dict[str, Any]:
 
 
 def model_program() -> sesskit.Trace:
-    """What the clicks below do, played on the model here."""
+    """What the clicks below do, played on the model here (a mistake is recorded as the Stepper does)."""
     with sesskit.Lab(engine="model", **LAB_SETTINGS) as lab:
         link = lab.connect()
         ref = link.client.get1_session()
         assert ref is not None
         link.client.free()
         ref.free()
+        borrowed = link.server.get0_session()
+        assert borrowed is not None
+        with pytest.raises(sesskit.InvalidOperation) as mistake:
+            borrowed.free()  # SSL_SESSION_free on a get0 pointer
+        lab.refused("SSL_SESSION_free", f"{borrowed.session} (ref #{borrowed.id})", mistake.value)
+        link.server.get0_session()  # one double click
         return lab.trace
 
 
@@ -192,11 +198,14 @@ class Viewer:
             "([v, want]) => v.dataset.step === want", arg=[self.root.element_handle(), str(step)]
         )
 
-    def click(self, name: str, then_step: int) -> None:
+    def click(self, name: str, then_step: int, double: bool = False) -> None:
         button = self.stepper.locator(f"button.sesskit-btn-{name}")
         self.page.wait_for_function("b => !b.disabled", arg=button.element_handle())
-        button.click()
+        button.dblclick() if double else button.click()
         self.wait_step(then_step)
+
+    def status(self) -> str:
+        return " ".join(str(self.stepper.locator(".sesskit-status").inner_text()).split())
 
     def select(self, starts_with: str) -> None:
         select = self.stepper.locator(".sesskit-object select")
@@ -267,6 +276,41 @@ def test_stepper_clicks_then_history_scrubs_without_a_kernel(
         v.select("ref #1")
         v.click("session-free", 4)
         assert v.read() == expected(trace, 4)
+        v.select("s1")
+        v.click("get0", 5)
+        v.select("ref #2")
+        v.click("session-free", 6)  # a mistake: clickable, recorded as a refused step, drawn in red
+        assert v.read() == expected(trace, 6)
+        error = v.root.locator(".sk-errortext")
+        assert error.is_visible() and "InvalidOperation" in error.inner_text()
+        assert "is-error" in str(v.root.locator(".sk-whybox").get_attribute("class"))
+        v.select("s1")
+        v.click("get0", 7, double=True)  # a double click: one SSL_get0_session
+        page.wait_for_timeout(1500)  # time enough for a second call to arrive, if one were sent
+        assert v.root.locator("input[type=range]").get_attribute("max") == str(len(trace) - 1)
+        assert v.read() == expected(trace, 7)
+        assert v.status().endswith("step 7 of 7: SSL_get0_session s1")
+
+        page.set_viewport_size({"width": 1024, "height": 768})
+        page.wait_for_timeout(300)
+        cut = v.stepper.locator(".sk-bar button").evaluate_all(
+            "bs => bs.filter(b => b.offsetParent && (b.scrollWidth > b.clientWidth"
+            " || b.getBoundingClientRect().right > b.closest('.sk-bar').getBoundingClientRect().right + 1))"
+            ".map(b => b.textContent)"
+        )
+        assert cut == [], f"buttons cut at 1024x768: {cut}"
+
+        v.root.locator("input[type=range]").focus()
+        page.keyboard.press("Home")
+        v.wait_step(0)
+        assert v.status().endswith("step 0 of 7: SSL_CTX_new client+server")  # the step shown
+        v.stepper.locator("button.sesskit-btn-get0").click()  # acting here would discard steps 1..7
+        notice = v.stepper.locator(".sesskit-notice")
+        assert "acting here discards steps 1..7" in notice.inner_text()
+        v.stepper.locator("button.sesskit-btn-end").click()
+        v.wait_step(len(trace) - 1)
+        page.wait_for_timeout(500)
+        assert v.root.locator("input[type=range]").get_attribute("max") == str(len(trace) - 1)  # no call
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"jupyter_{app}_stepper.png"))
 
@@ -277,6 +321,7 @@ def test_stepper_clicks_then_history_scrubs_without_a_kernel(
         v.wait_step(0)
         for step in range(len(trace)):
             assert v.read() == expected(trace, step), f"step {step} after the kernel stopped"
+            assert v.status().endswith(f"step {step} of 7: {trace[step].op} {trace[step].target}")
             page.keyboard.press("ArrowRight")
         v.wait_step(len(trace) - 1)
         assert not [e for e in errors if not notebook_own_load_error(e)], errors
