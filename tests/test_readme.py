@@ -125,4 +125,7 @@ def test_the_benchmarks_page_quotes_latest_json_verbatim() -> None:
         assert figure == want, f"{name}: the page says {figure!r}, latest.json {want!r}: {BENCH_REFRESH}"
         assert met == ("yes" if ok else "**no**"), f"{name}: the page's 'met' is {met!r}"
     browser = {name for name in rows if name.startswith(("viewer", "render tour"))}
-    assert browser and browser <= {name for name, _, _ in quoted}, "the browser rows must be on the page"
+    assert browser, "latest.json has no browser rows"
+    stale = "Stepper click -> redrawn figure"  # an old run's kernel-side rows (docs/benchmarks_table.py)
+    missing = {name for name in rows if not name.startswith(stale)} - {name for name, _, _ in quoted}
+    assert not missing, f"rows of latest.json not on docs/benchmarks.md: {sorted(missing)}; {BENCH_REFRESH}"
