@@ -199,6 +199,10 @@ def _make_engine(name: str, config: LabConfig) -> tuple[Engine, str]:
 class Lab:
     """A client SSL_CTX and a server SSL_CTX, and everything made from them.
 
+    Every setting is checked before any OpenSSL object exists: a bool must be a bool (the
+    string "False" is refused, not taken for True), ``tls`` the string "1.2" or "1.3".  A bad
+    one raises :class:`~sesskit.InvalidOperation` naming it.
+
     Parameters
     ----------
     engine : {"auto", "libssl", "pyopenssl", "model"}
@@ -222,10 +226,6 @@ class Lab:
         ``why`` (and to say so when reality differs from the prediction).  The
         model runs when a step is first read from ``lab.trace``, so operations
         whose ``why`` nobody reads cost nothing extra (:mod:`sesskit.explain`).
-
-    Every setting is checked before any OpenSSL object exists: a bool must be a bool (the
-    string "False" is refused, not taken for True), ``tls`` the string "1.2" or "1.3".  A bad
-    one raises :class:`~sesskit.InvalidOperation` naming it.
     """
 
     def __init__(
