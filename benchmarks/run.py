@@ -10,6 +10,10 @@ The browser rows (bench_browser.py: the viewer in headless Chromium) report raw
 milliseconds beside a bare baseline measured in the same browser and run; they
 are skipped, and said so, when Chromium or Playwright is missing.
 ``--only browser`` reruns the browser rows alone and updates them in latest.json.
+
+The Stepper rows (bench_stepper.py: a click in JupyterLab in headless Chromium, at a
+500-step lab) report p50/p90 from the click to the new step drawn, beside a bare
+ipywidgets Button round trip in the same page; ``--only stepper`` reruns them alone.
 """
 
 from __future__ import annotations
@@ -123,8 +127,28 @@ def browser_rows(b: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     return out
 
 
+def stepper_rows(s: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """A Stepper click in JupyterLab: p90 judged against 60 ms at 500 steps (--quick: smaller, reported)."""
+    if not s:
+        return []
+    r, bare = s["stepper"], s["bare"]
+    judged = not s.get("quick")
+    return [
+        (
+            f"Stepper click -> step drawn, JupyterLab, {s['steps']} steps (p50/p90)",
+            f"{r['p50_ms']:.0f}/{r['p90_ms']:.0f} ms (bare {bare['p50_ms']:.0f}/{bare['p90_ms']:.0f} ms)",
+            "<= 60 ms" if judged else "reported",
+            not judged or r["p90_ms"] <= 60,
+        )
+    ]
+
+
 def rows(
-    core: dict[str, Any], mem: dict[str, Any], see: dict[str, Any], browser: dict[str, Any] | None = None
+    core: dict[str, Any],
+    mem: dict[str, Any],
+    see: dict[str, Any],
+    browser: dict[str, Any] | None = None,
+    stepper: dict[str, Any] | None = None,
 ) -> list[tuple[str, str, str, bool]]:
     out = []
     for name, v in core["connect"].items():
@@ -190,6 +214,7 @@ def rows(
         )
     )
     out += browser_rows(browser or {})
+    out += stepper_rows(stepper or {})
     return out
 
 
@@ -213,20 +238,50 @@ def browser_only(quick: bool) -> None:
         return
     result = json.loads(latest.read_text())
     result["browser"] = browser
-    result["table"] = rows(result["core"], result["memory"], result.get("see", {}), browser)
+    result["table"] = rows(
+        result["core"], result["memory"], result.get("see", {}), browser, result.get("stepper")
+    )
     print_table(result["table"])
     print(f"load average (1 min) before/after the browser rows: {browser.get('load_average')}")
     latest.write_text(json.dumps(result, indent=2) + "\n")
     print(f"updated the browser rows of {latest.relative_to(HERE.parent)}")
 
 
+def stepper_only(quick: bool) -> None:
+    """Rerun the Stepper rows alone; without --quick, update them in latest.json (other rows kept)."""
+    why = browser_missing()
+    if why:
+        sys.exit(f"stepper benchmark skipped: {why}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "stepper.json"
+        stepper = run("bench_stepper.py", [*(["--quick"] if quick else []), "--json", str(out)], out)
+    latest = HERE / "results" / "latest.json"
+    if quick or not latest.exists():
+        print_table(stepper_rows(stepper))
+        return
+    result = json.loads(latest.read_text())
+    result["stepper"] = stepper
+    result["table"] = rows(
+        result["core"], result["memory"], result.get("see", {}), result.get("browser"), stepper
+    )
+    print_table(result["table"])
+    print(f"load average (1 min) before/after the Stepper rows: {stepper.get('load_average')}")
+    latest.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"updated the Stepper rows of {latest.relative_to(HERE.parent)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    ap.add_argument("--only", choices=["browser"], help="rerun only these rows (saved into latest.json)")
+    ap.add_argument(
+        "--only", choices=["browser", "stepper"], help="rerun only these rows (saved into latest.json)"
+    )
     args = ap.parse_args()
     if args.only == "browser":
         browser_only(args.quick)
+        return
+    if args.only == "stepper":
+        stepper_only(args.quick)
         return
     quick = ["--quick"] if args.quick else []
     with tempfile.TemporaryDirectory() as tmp:
@@ -244,13 +299,19 @@ def main() -> None:
             if why
             else run("bench_browser.py", [*quick, "--json", str(t / "browser.json")], t / "browser.json")
         )
-    table = rows(core, mem, see, browser)
+        stepper = (
+            {}
+            if why
+            else run("bench_stepper.py", [*quick, "--json", str(t / "stepper.json")], t / "stepper.json")
+        )
+    table = rows(core, mem, see, browser, stepper)
     result = {
         "machine": machine(),
         "core": core,
         "memory": mem,
         "see": see,
         "browser": browser,
+        "stepper": stepper,
         "table": table,
     }
     print_table(table)

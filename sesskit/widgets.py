@@ -287,7 +287,7 @@ class Stepper(Viewer):
             self._run(name)
         finally:
             self._hold -= 1
-            self._publish()
+            self._changed()
 
     def _run(self, name: str) -> None:
         self.error = ""
@@ -385,7 +385,7 @@ class Stepper(Viewer):
             self._rewind(step)
         finally:
             self._hold -= 1
-            self._publish()
+            self._changed()
 
     def undo(self) -> None:
         """Take the last step back (the lab is replayed up to the one before)."""
@@ -407,7 +407,7 @@ class Stepper(Viewer):
             self.notice = "A new lab with the same settings."
         finally:
             self._hold -= 1
-            self._publish()
+            self._changed()
 
     def _new_lab(self) -> Lab:
         from .lab import Lab
