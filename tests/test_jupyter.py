@@ -90,6 +90,10 @@ def jupyter(app: str, home: Path) -> Iterator[str]:
     (spec / "kernel.json").write_text(
         json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"})
     )
+    # JupyterLab saves the widgets' state into the notebook (a reader's setting; off by default)
+    settings = home / "config" / "lab" / "user-settings" / "@jupyter-widgets" / "jupyterlab-manager"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "plugin.jupyterlab-settings").write_text(json.dumps({"saveState": True}))
     root = home / "root"
     root.mkdir()
     write_notebook(root)
@@ -325,3 +329,34 @@ def test_stepper_clicks_then_history_scrubs_without_a_kernel(
             page.keyboard.press("ArrowRight")
         v.wait_step(len(trace) - 1)
         assert not [e for e in errors if not notebook_own_load_error(e)], errors
+
+
+def test_a_saved_notebook_reopened_without_a_kernel_shows_the_picture_and_history(
+    browser_page: Any, tmp_path: Path
+) -> None:
+    """With widget state saved, the reopened notebook draws every step, the appended ones included."""
+    page = browser_page
+    trace = model_program()
+    with jupyter("lab", tmp_path) as url, screenshot_on_failure(page, "jupyter_reopen_failed"):
+        start_session(url)
+        page.goto(url + "lab/tree/stepper.ipynb", timeout=CELL_TIMEOUT)
+        run_all_cells(page, url)
+        page.locator(".sesskit-stepper .sesskit-viewer").last.wait_for(state="visible", timeout=CELL_TIMEOUT)
+        v = Viewer(page)
+        v.click("connect", 1)
+        v.click("get1", 2)
+        page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
+        page.wait_for_timeout(1500)
+        saved = json.loads((tmp_path / "root" / "stepper.ipynb").read_text())
+        state = saved["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+        traces = [m["state"]["trace"] for m in state.values() if "trace" in m.get("state", {})]
+        assert [len(t["steps"]) for t in traces] == [3]  # the appended steps are in the saved state
+        shut_down_kernels(url)
+        page.reload()
+        page.locator(".sesskit-viewer").last.wait_for(state="visible", timeout=CELL_TIMEOUT)
+        v = Viewer(page)
+        assert v.read() == expected(trace, 2)
+        v.root.focus()
+        page.keyboard.press("Home")
+        v.wait_step(0)
+        assert v.read() == expected(trace, 0)
