@@ -334,7 +334,8 @@ def test_stepper_clicks_then_history_scrubs_without_a_kernel(
 def test_a_saved_notebook_reopened_without_a_kernel_shows_the_picture_and_history(
     browser_page: Any, tmp_path: Path
 ) -> None:
-    """With widget state saved, the reopened notebook draws every step, the appended ones included."""
+    """With widget state saved, the reopened notebook draws every step, the appended ones included; a
+    click there says that running the cell continues."""
     page = browser_page
     trace = model_program()
     with jupyter("lab", tmp_path) as url, screenshot_on_failure(page, "jupyter_reopen_failed"):
@@ -360,3 +361,8 @@ def test_a_saved_notebook_reopened_without_a_kernel_shows_the_picture_and_histor
         page.keyboard.press("Home")
         v.wait_step(0)
         assert v.read() == expected(trace, 0)
+        page.keyboard.press("End")
+        v.wait_step(2)
+        v.stepper.locator("button.sesskit-btn-get0").click()  # no kernel to perform it: the bar says so
+        notice = v.stepper.locator(".sesskit-notice")
+        page.wait_for_function("n => n.textContent.includes('run the cell')", arg=notice.element_handle())

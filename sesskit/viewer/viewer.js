@@ -982,9 +982,7 @@ export function mountStatic(el, trace, options = {}) {
 
 
 // ---------------------------------------------------------------- the Stepper's bar (model with `ui`)
-// a click sends {type: "op"} and locks the bar until a newer ui.seq: one call per click
-
-/** New steps join the model's trace: later views and saved state hold them. */
+// once per model: new steps join the model's trace (later views, saved state)
 function initialize({ model }) {
   const fn = (m) => {
     const s = model.get("trace")?.steps;
@@ -1045,7 +1043,6 @@ class OpBar {
     this.shown();
   }
 
-  /** on: true, or for one kind of acts_on ("ssl", "ref") */
   on() {
     if (this.model.get("ui").seq <= this.sent) return this.lock();
     for (const [b, on] of this.bs) b.disabled = !(on === true || on === this.f.object.value.split(":")[0]);
@@ -1078,6 +1075,7 @@ class OpBar {
     if (ui.seq <= this.sent) return;
     this.sent = ui.seq;
     this.lock();
+    setTimeout(() => ui === this.model.get("ui") && (this.note.textContent = "No answer yet: with no kernel, run the cell to continue."), 5000);
     this.model.send({ type: "op", seq: ui.seq, acts_on: f("object"), resume: +f("resume"), seconds: this.num("seconds"), side: f("side"), ...m });
   }
 }
