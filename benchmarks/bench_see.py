@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import platform
-import random
 import statistics
 import sys
 import time
@@ -30,9 +29,9 @@ matplotlib.use("Agg")
 # Measure this checkout's sesskit, whatever the environment has installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sesskit
+from stories import model_story
+
 from sesskit import plot
-from sesskit.trace import Trace
 
 
 def median_ms(fn: Callable[[int], Any], repeat: int) -> float:
@@ -48,68 +47,6 @@ def timed(fn: Callable[[int], Any], repeat: int) -> tuple[float, float]:
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - t0)
     return statistics.median(wall) * 1000, statistics.median(cpu) * 1000
-
-
-# -- a lab with N steps of history, as a user would click it ----------------------
-def user_lab(n_steps: int) -> Any:
-    """Connect, read the tickets, borrow and take the session, resume with it, free; flush now and then."""
-    lab = sesskit.Lab(engine="model")
-    keep = None
-    k = 0
-    while len(lab.trace) < n_steps:
-        k += 1
-        resume = keep if keep is not None and not keep.dangling else None
-        link = lab.connect(resume=resume)
-        link.client.read()
-        link.client.get0_session()
-        ref = link.client.get1_session()
-        if keep is not None and not keep.released and not keep.dangling:
-            keep.free()
-        keep = ref
-        link.client.shutdown()
-        link.client.free()
-        link.server.free()
-        if k % 5 == 0:
-            lab.advance(3000)
-            lab.flush()
-    return lab
-
-
-# -- a 10,000-step story on the model engine ---------------------------------------
-def model_story(n_steps: int, n_sessions: int, seed: int = 1) -> Trace:
-    """A long random story on the model: connects until ``n_sessions`` sessions, then
-    borrows, takes and gives back references, closes and frees, until ``n_steps``."""
-    rng = random.Random(seed)
-    lab = sesskit.Lab(engine="model", tls="1.2", tickets=False)
-    live: list[Any] = []  # endpoints not freed yet
-    held: list[Any] = []  # unreleased get1 refs
-    links = 0
-    p_connect = n_sessions / 2 / n_steps * 1.05
-    while len(lab.trace) < n_steps:
-        if 2 * links + 2 <= n_sessions and (not live or rng.random() < p_connect):
-            link = lab.connect()
-            links += 1
-            live += [link.client, link.server]
-            continue
-        roll = rng.random()
-        if roll < 0.2 and held:
-            held.pop(rng.randrange(len(held))).free()
-        elif not live:
-            lab.advance(1)
-        else:
-            ep = live[rng.randrange(len(live))]
-            if roll >= 0.96:  # few frees: most SSLs stay alive through the story
-                ep.free()
-                live.remove(ep)
-            elif roll >= 0.75 and not ep.state.sent_shutdown:
-                ep.shutdown()
-            elif 0.5 <= roll < 0.75:
-                ref = ep.get1_session()
-                if ref is not None:
-                    held.append(ref)
-            else:
-                ep.get0_session()
-    return lab.trace
 
 
 def bare_10k_line() -> float:
