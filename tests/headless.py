@@ -29,3 +29,13 @@ def missing(what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} (CI=true: .ci/run must install it)", pytrace=False)
     pytest.skip(what)
+
+
+def require_browser() -> None:
+    """Debian's Chromium and the Playwright package, or a skip (locally) / failure (CI) saying which."""
+    if not os.path.exists(CHROMIUM):
+        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing("playwright (the Python package) is not installed (pip install -e '.[test]')")

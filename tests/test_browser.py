@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from headless import CHROMIUM, CHROMIUM_ARGS, missing
+from headless import CHROMIUM, CHROMIUM_ARGS, missing, require_browser
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "01_tour.ipynb"
@@ -123,12 +123,7 @@ def voila(notebook: Path, home: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def chromium() -> str:
     """Debian's Chromium and the Playwright package, checked before any server starts."""
-    if not Path(CHROMIUM).exists():
-        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing("playwright (the Python package) is not installed (pip install -e '.[test]')")
+    require_browser()
     return CHROMIUM
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from headless import CHROMIUM, CHROMIUM_ARGS, missing
+from headless import CHROMIUM, CHROMIUM_ARGS, missing, require_browser
 
 import sesskit
 
@@ -105,12 +105,9 @@ class Offline:
 
 @pytest.fixture(scope="module")
 def browser_context(server: str) -> Iterator[Offline]:
-    if not Path(CHROMIUM).exists():
-        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("playwright (the Python package) is not installed (pip install -e '.[test]')")
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": 1600, "height": 1000})

@@ -26,7 +26,7 @@ from typing import Any
 import nbformat
 import pytest
 from conftest import engine_unavailable
-from headless import CHROMIUM, CHROMIUM_ARGS, missing
+from headless import CHROMIUM, CHROMIUM_ARGS, missing, require_browser
 from test_browser import ARTIFACTS, free_port, screenshot_on_failure, stop
 
 import sesskit
@@ -133,12 +133,7 @@ def jupyter(app: str, home: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing("playwright (the Python package) is not installed (pip install -e '.[test]')")
+    require_browser()
     return CHROMIUM
 
 

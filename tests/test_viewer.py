@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 from conftest import engine_unavailable
-from headless import CHROMIUM, CHROMIUM_ARGS, missing
+from headless import CHROMIUM, CHROMIUM_ARGS, require_browser
 
 import sesskit
 from sesskit import scenarios
@@ -100,12 +100,9 @@ class Tab:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("playwright (the Python package) is not installed (pip install -e '.[test]')")
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
