@@ -2,7 +2,12 @@
 
 ``python -m sesskit lab`` opens JupyterLab on the first notebook of this
 checkout (``--allow-root`` is added when run as root, as on CI machines and
-containers, where JupyterLab otherwise refuses to start).
+containers, where JupyterLab otherwise refuses to start).  That JupyterLab saves
+the widgets' state into the notebook (``saveState``, off in a plain JupyterLab),
+so a saved notebook reopened without a kernel still shows its viewers and
+their history: its app settings come from ``sesskit/app/share/lab/settings``
+unless this Python's own app settings folder exists or ``--LabApp.app_settings_dir``
+is given.
 
 ``python -m sesskit app`` serves the notebooks as a Voila app on 127.0.0.1
 (see :mod:`sesskit.app`); other arguments go to voila.
@@ -92,10 +97,27 @@ def lab_command(notebook: str, extra: Sequence[str]) -> list[str]:
             f"no notebook {path}: `python -m sesskit lab` opens the notebooks of a sesskit checkout "
             "(pip install -e . from the repository)"
         )
-    cmd = [sys.executable, "-m", "jupyterlab", str(path), *extra]
+    cmd = [sys.executable, "-m", "jupyterlab", str(path), *lab_settings_args(extra), *extra]
     if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra:
         cmd.append("--allow-root")
     return cmd
+
+
+def lab_settings_args(extra: Sequence[str] = ()) -> list[str]:
+    """The JupyterLab arguments that make it save widget state into notebooks (see the module's doc).
+
+    JupyterLab reads ``overrides.d/*.json`` of its app settings folder, by default
+    ``<sys.prefix>/share/jupyter/lab/settings`` (absent in a fresh venv); when that folder exists the
+    reader's own setup is left alone (Binder's postBuild writes the same file there).
+    """
+    from .app import SHARE
+
+    if any(a.startswith(("--LabApp.app_settings_dir", "--app_settings_dir")) for a in extra):
+        return []
+    own = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings"
+    if own.exists():
+        return []
+    return [f"--LabApp.app_settings_dir={SHARE / 'lab' / 'settings'}"]
 
 
 def _lab(args: argparse.Namespace, extra: Sequence[str]) -> int:

@@ -120,6 +120,16 @@ def test_notebook_01_runs_in_a_fresh_binder_environment_on_libssl(tmp_path: Path
     for name in ("jupyterlab", "voila"):
         assert re.search(rf"^\s*{name}\b.*enabled", listing, re.M), listing
 
+    # repo2docker runs binder/postBuild next: its JupyterLab then saves widget state into notebooks.
+    post = subprocess.run(
+        ["bash", str(BINDER / "postBuild")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert post.returncode == 0, post.stdout[-3000:] + post.stderr[-3000:]
+    overrides = venv / "share" / "jupyter" / "lab" / "settings" / "overrides.d" / "sesskit.json"
+    assert json.loads(overrides.read_text())["@jupyter-widgets/jupyterlab-manager:plugin"] == {
+        "saveState": True
+    }
+
     (tmp_path / "probe.py").write_text(PROBE)
     (tmp_path / "run.py").write_text(RUNNER)
     out = tmp_path / "01_executed.ipynb"

@@ -30,6 +30,7 @@ from headless import CHROMIUM, CHROMIUM_ARGS, missing, require_browser
 from test_browser import ARTIFACTS, free_port, screenshot_on_failure, stop
 
 import sesskit
+from sesskit.__main__ import lab_settings_args
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_START_TIMEOUT = 90  # s
@@ -90,10 +91,13 @@ def jupyter(app: str, home: Path) -> Iterator[str]:
     (spec / "kernel.json").write_text(
         json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"})
     )
-    # JupyterLab saves the widgets' state into the notebook (a reader's setting; off by default)
-    settings = home / "config" / "lab" / "user-settings" / "@jupyter-widgets" / "jupyterlab-manager"
-    settings.mkdir(parents=True, exist_ok=True)
-    (settings / "plugin.jupyterlab-settings").write_text(json.dumps({"saveState": True}))
+    # Widget state saved into the notebook (saveState, off in a plain JupyterLab): JupyterLab gets it from
+    # the app settings `python -m sesskit lab` passes; Notebook 7 from the reader's own setting.
+    settings_args = lab_settings_args() if app == "lab" else []
+    if app == "notebook":
+        settings = home / "config" / "lab" / "user-settings" / "@jupyter-widgets" / "jupyterlab-manager"
+        settings.mkdir(parents=True, exist_ok=True)
+        (settings / "plugin.jupyterlab-settings").write_text(json.dumps({"saveState": True}))
     root = home / "root"
     root.mkdir()
     write_notebook(root)
@@ -120,6 +124,7 @@ def jupyter(app: str, home: Path) -> Iterator[str]:
         "--LabApp.expose_app_in_browser=True",
         "--JupyterNotebookApp.expose_app_in_browser=True",
         "--allow-root",
+        *settings_args,
     ]
     log = home / f"{app}.log"
     with log.open("wb") as out:

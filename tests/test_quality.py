@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -75,6 +76,26 @@ def test_readme_opens_with_the_two_commands() -> None:
     cmd = lab_command("01_tour.ipynb", ["--no-browser"])
     assert cmd[1:4] == ["-m", "jupyterlab", str(ROOT / "notebooks" / "01_tour.ipynb")]
     assert ("--allow-root" in cmd) == (os.geteuid() == 0)  # JupyterLab refuses root without it
+
+
+def test_the_readme_lab_saves_widget_state_into_notebooks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without saveState a notebook reopened without a kernel shows "model not found" where its viewers were:
+    `sesskit lab` gives JupyterLab app settings that turn it on, unless the reader has their own."""
+    from sesskit.__main__ import lab_command, lab_settings_args
+
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))  # a fresh venv: no app settings folder of its own
+    args = [a for a in lab_command("01_tour.ipynb", []) if a.startswith("--LabApp.app_settings_dir=")]
+    assert len(args) == 1
+    folder = Path(args[0].partition("=")[2])
+    overrides = [json.loads(f.read_text()) for f in (folder / "overrides.d").glob("*.json")]
+    assert overrides == [{"@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True}}]
+    assert lab_settings_args(["--LabApp.app_settings_dir=/elsewhere"]) == []
+    (tmp_path / "share" / "jupyter" / "lab" / "settings").mkdir(parents=True)
+    assert lab_settings_args() == []  # the reader's own app settings are left alone
+    postbuild = (ROOT / "binder" / "postBuild").read_text()
+    assert "lab/settings/overrides.d/sesskit.json" in postbuild  # Binder's JupyterLab: the same file
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
