@@ -18,43 +18,31 @@ before calling OpenSSL, and the Stepper records that refusal as a step
 Branching, undo and reset replay the lab's own trace on a new lab with the same
 engine and settings (each step records its call and arguments); every replayed
 step is checked against the recorded one, so a replay is exact or refused.
+
+The logic lives in :mod:`sesskit.stepcore` (standard library only), which the
+docs' Try it also runs in the browser (Pyodide, on the model engine); this
+widget maps its messages to the viewer's and its state to traits.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from typing import TYPE_CHECKING, Any
 
 import traitlets
 
-from . import errors
-from .errors import InvalidOperation, SesskitError
+from .stepcore import ASKS, FULL_HANDSHAKE, OPS, SSL_OPS, StepperCore
 from .viewer.widget import Viewer, with_static_html
 
 if TYPE_CHECKING:
-    from .lab import Endpoint, Lab, SessionRef
+    from .lab import Lab
 
-__all__ = ["Stepper"]
+__all__ = ["ASKS", "FULL_HANDSHAKE", "OPS", "SSL_OPS", "Stepper"]
 
-# button name (also the CSS class suffix sesskit-btn-<name>) -> (C call, what it does to references)
-OPS: dict[str, tuple[str, str]] = {
-    "get0": ("SSL_get0_session", "returns the SSL's session without a reference: refcount unchanged"),
-    "get1": ("SSL_get1_session", "returns the SSL's session and takes a reference: +1, yours to free"),
-    "read": ("SSL_read", "processes waiting records: TLS 1.3 tickets may replace the SSL's session"),
-    "shutdown": ("SSL_shutdown", "sends close_notify: the session stays good for resumption"),
-    "clear": ("SSL_clear", "resets the SSL; a session not closed cleanly is removed and dropped (-1)"),
-    "free": ("SSL_free", "frees the SSL and drops its reference to its session (-1)"),
-    "session-free": ("SSL_SESSION_free", "drops the reference a get1 took (-1); at 0 the session is freed"),
-    "connect": ("SSL_connect", "a new client and server SSL and a handshake: each SSL holds its session"),
-    "advance": ("advance", "ages every session by the seconds given: no refcount changes"),
-    "flush": ("SSL_CTX_flush_sessions", "removes expired sessions from one side's cache (-1 each)"),
-}
-SSL_OPS = ("get0", "get1", "read", "shutdown", "clear", "free")
-# Operations that can change a refcount or a cache (model.py): predict mode asks before these only.
-# get0 takes no reference; advance only ages sessions (expiry is seen at lookup or flush).
-ASKS = frozenset(("get1", "read", "shutdown", "clear", "free", "session-free", "connect", "flush"))
-FULL_HANDSHAKE = "a full handshake"
+# The bar's state kept as traits here and as attributes of the core (same names).
+_STATE = (
+    *("acts_on", "resume", "seconds", "side", "predict"),
+    *("guess", "question", "verdict", "error", "notice"),
+)
 
 
 class Stepper(Viewer):
@@ -100,24 +88,14 @@ class Stepper(Viewer):
     notice = traitlets.Unicode("")
 
     def __init__(self, lab: Lab, render: str | None = None, **kwargs: Any) -> None:
-        from .lab import Lab
-
-        if not isinstance(lab, Lab):
-            raise TypeError(f"Stepper needs a sesskit.Lab to drive, not {type(lab).__name__}")
-        self.lab = lab
-        self.score = (0, 0)
-        self.right: bool | None = None  # the last verdict
-        self._seq = 0
-        self._hold = 0
-        self._pending: dict[str, Any] | None = None  # the call waiting for a predicted answer
-        self._resuming: SessionRef | None = None
+        self._syncing = 0
+        # Checks the lab (TypeError otherwise); publishes once the widget exists.
+        self.core = StepperCore(lab, self._emit, publish=False)
         super().__init__(lab.trace, **kwargs)
-        self._sent = len(lab.trace)
         self.on_msg(self._on_msg)
         self.observe(self._on_selected, names="selected")
-        self.observe(self._changed, names=["acts_on", "resume", "predict", "question", "verdict", "error"])
-        self.observe(self._changed, names=["notice", "guess", "seconds", "side"])
-        self._publish()
+        self.observe(self._changed, names=list(_STATE))
+        self.core.publish()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)
@@ -125,358 +103,96 @@ class Stepper(Viewer):
             bundle[0]["text/plain"] = "sesskit Stepper: run the cell to continue (needs a kernel)"
         return with_static_html(bundle, self.trace)
 
-    # -- the objects ---------------------------------------------------------
-    def _ssls(self) -> list[Endpoint]:
-        return [ep for link in self.lab.links for ep in (link.client, link.server)]
+    # -- the core's state ------------------------------------------------------
+    @property
+    def lab(self) -> Lab:
+        return self.core.lab
 
-    def _object(self, key: str | None = None) -> Endpoint | SessionRef | None:
-        kind, _, ident = (self.acts_on if key is None else key).partition(":")
-        if kind == "ssl":
-            return next((ep for ep in self._ssls() if ep.name == ident), None)
-        if kind == "ref":
-            return next((r for r in self.lab.refs if str(r.id) == ident), None)
-        return None
+    @lab.setter
+    def lab(self, lab: Lab) -> None:
+        self.core.lab = lab
 
-    def _objects(self) -> list[list[str]]:
-        trace, out = self.lab.trace, []
-        for ep in self._ssls():
-            st = trace.ssl(ep.name)
-            state = "freed" if st.freed else "cleared" if st.cleared else f"→ {st.session or 'no session'}"
-            out.append([f"ssl:{ep.name}", f"{ep.name} ({ep.side} SSL, {state})"])
-        for ref in self.lab.refs:
-            rs = trace.ref(ref.id)
-            state = "dangling" if rs.dangling else "released" if rs.released else "held"
-            out.append([f"ref:{ref.id}", f"ref #{ref.id} {ref.kind} → {ref.session} ({state})"])
-        return out
+    @property
+    def score(self) -> tuple[int, int]:
+        return self.core.score
 
-    def _resumes(self) -> list[list[Any]]:
-        """A full handshake (0), then every session a pointer of yours names, with its state."""
-        out: list[list[Any]] = [[0, FULL_HANDSHAKE]]
-        for ref in self.lab.refs:
-            st = self.lab.trace.session(ref.session)
-            if st.freed:
-                state = "freed: a use after free"
-            else:
-                cache = f"in {st.cache} cache" if st.cache else "not cached"
-                state = f"refcount {st.refcount} · {cache} · {'' if st.resumable else 'not '}resumable"
-            side = "" if st.side == "client" else f" · {st.side}-side: a mistake"
-            out.append([ref.id, f"{ref.session} (ref #{ref.id} {ref.kind}) · {state}{side}"])
-        return out
+    @score.setter
+    def score(self, score: tuple[int, int]) -> None:
+        self.core.score = score
 
-    def _kind(self, name: str) -> bool | str:
-        """When button ``name`` can be clicked: always (True), never (a closed lab), or when "acts on"
-        is an SSL ("ssl") or a pointer ("ref"): the browser switches it as "acts on" changes."""
-        if self.lab._closed:
-            return False
-        return "ssl" if name in SSL_OPS else "ref" if name == "session-free" else True
+    @property
+    def right(self) -> bool | None:
+        return self.core.right
 
-    def enabled(self) -> dict[str, bool]:
-        """Which buttons can be clicked now: every call the selected object takes, mistakes included."""
-        kind = self.acts_on.partition(":")[0]
-        return {name: self._kind(name) in (True, kind) for name in OPS}
+    def _pull(self) -> None:
+        """Traits <- the core (no publish back)."""
+        self._syncing += 1
+        try:
+            with self.hold_trait_notifications():
+                for name in _STATE:
+                    value = getattr(self.core, name)
+                    if getattr(self, name) != value:
+                        setattr(self, name, value)
+        finally:
+            self._syncing -= 1
 
-    # -- the bar the browser draws ------------------------------------------------
-    def _changed(self, _change: Any = None) -> None:
-        if not self._hold:
-            self._publish()
+    def _changed(self, change: Any = None) -> None:
+        """A trait set from Python (or the page): the core takes it, and the bar is redrawn."""
+        if self._syncing or change is None:
+            return
+        setattr(self.core, change["name"], change["new"])
+        self.core.changed()
+
+    def _emit(self, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "ui":
+            self._pull()
+            self.ui = msg["ui"]
+            acts_on = self.core.acts_on
+            if acts_on and self.selected != acts_on:
+                self.selected = acts_on
+        elif kind == "append":
+            # extended in place without a sync message: a page that asks for the state again gets it all
+            self.trace["steps"].extend(msg["steps"])
+            self.send(msg)
+        elif kind == "truncate":
+            del self.trace["steps"][msg["length"] :]
+            self.send(msg)
+        elif kind == "show":
+            self.trace = msg["trace"]
+            self.step = -1
 
     def _on_selected(self, change: dict[str, Any]) -> None:
         """A click on an SSL or a pointer in the picture chooses what the buttons act on."""
-        if str(change["new"]).startswith(("ssl:", "ref:")) and self._object(change["new"]) is not None:
-            self._hold += 1  # the browser's bar already shows it: no redraw under the reader's pointer
-            self.acts_on = change["new"]
-            self._hold -= 1
-
-    def _publish(self) -> None:
-        """Send the bar's state (and any new steps) to the browser."""
-        trace = self.lab.trace
-        if len(trace) > self._sent:
-            self.append(trace[i] for i in range(self._sent, len(trace)))
-            self._sent = len(trace)
-        objects = self._objects()
-        keys = [k for k, _ in objects]
-        if self.acts_on not in keys:
-            self._hold += 1
-            self.acts_on = keys[0] if keys else ""
-            self._hold -= 1
-        resumes = self._resumes()
-        if self.resume not in [v for v, _ in resumes]:
-            self.resume = 0
-        ops: list[dict[str, Any]] = [
-            {"n": n, "l": OPS[n][0], "t": f"{OPS[n][0]}: {OPS[n][1]}", "on": self._kind(n)}
-            for n in (*SSL_OPS, "session-free", "connect", "advance", "flush")
-        ]
-        ops[-3]["arg"] = {"k": "resume", "l": "resume", "o": resumes, "v": self.resume}
-        ops[-2]["arg"] = {"k": "seconds", "l": "seconds", "v": self.seconds}
-        ops[-1]["arg"] = {
-            "k": "side",
-            "l": "side",
-            "o": [["server", "server"], ["client", "client"]],
-            "v": self.side,
-        }
-        lab = self.lab
-        note = f" · {lab.engine_note}" if lab.engine_note else ""
-        self.ui = {
-            "seq": self._seq,
-            "status": f"sesskit · {lab.engine_name} · {lab.openssl_version}{note}",
-            "acts_on": {"v": self.acts_on, "o": objects},
-            "ops": ops,
-            "predict": self.predict,
-            "question": self.question,
-            "score": "score: {} / {}".format(*self.score) if self.score[1] else "",
-            "verdict": self.verdict,
-            "right": self.right,
-            "error": self.error,
-            "notice": self.notice,
-        }
-        if self.acts_on and self.selected != self.acts_on:
-            self.selected = self.acts_on
+        self.core.select(str(change["new"]))
+        self._pull()  # the browser's bar already shows it: no redraw under the reader's pointer
 
     # -- the browser's messages -------------------------------------------------
     def _on_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if isinstance(content, dict) and content.get("type") == "op":
-            self._handle_op(content)
+        if isinstance(content, dict):
+            self.core.handle(content)
 
     def _handle_op(self, msg: dict[str, Any]) -> None:
-        """One message from the bar: ``{"op": name, "acts_on", "resume", "seconds", "side", "guess",
-        "at", "seq"}``; ``at`` is the step shown when the reader chose to act there (a branch)."""
-        if "seq" in msg and msg["seq"] != self._seq:
-            return  # a second click on the same picture: the first one is being (or was) performed
-        self._seq += 1
-        self._hold += 1
-        try:
-            self.notice = ""
-            for key, kind in (("acts_on", str), ("resume", int), ("seconds", int), ("side", str)):
-                if isinstance(msg.get(key), kind) and not isinstance(msg.get(key), bool):
-                    setattr(self, key, msg[key])
-            guess = msg.get("guess")
-            self.guess = guess if isinstance(guess, int) and not isinstance(guess, bool) else None
-            op, at = msg.get("op"), msg.get("at")
-            if op == "predict":
-                self.predict, self.question, self._pending = bool(msg.get("on")), "", None
-            elif op == "answer":
-                if self._pending is None:
-                    self.error = "no question is waiting for an answer"
-                else:
-                    self.run(self._pending["op"])
-            elif op == "reset":
-                self.reset()
-            elif op == "undo":
-                self.undo()
-            elif op in OPS:
-                if isinstance(at, int) and not isinstance(at, bool) and 0 <= at < len(self.lab.trace) - 1:
-                    self.branch(at)
-                    if self.error:
-                        return
-                self.run(str(op))
-            else:
-                self.error = f"unknown operation {op!r}"
-        except Exception as exc:  # never leave the bar stuck behind a traceback
-            self.error = f"unexpected {type(exc).__name__}: {exc}"
-        finally:
-            self._hold -= 1
-            self._publish()
+        """One message from the bar (see :meth:`sesskit.stepcore.StepperCore.handle`)."""
+        self.core.handle(msg)
 
     # -- operations -------------------------------------------------------------
+    def enabled(self) -> dict[str, bool]:
+        """Which buttons can be clicked now: every call the selected object takes, mistakes included."""
+        return self.core.enabled()
+
     def run(self, name: str) -> None:
         """Perform button ``name`` on :attr:`acts_on`, as a click does (predict mode may ask first)."""
-        if name not in OPS:
-            raise ValueError(f"no button {name!r}: one of {', '.join(OPS)}")
-        self._hold += 1
-        try:
-            self._run(name)
-        finally:
-            self._hold -= 1
-            self._changed()
+        self.core.run(name)
 
-    def _run(self, name: str) -> None:
-        self.error = ""
-        watched = self._watched(name)
-        if self.predict and name in ASKS and watched is not None and self.guess is None:
-            self._pending = {"op": name}
-            self.verdict = ""
-            self.question = f"Before {OPS[name][0]}: what will {watched}'s refcount be after it?"
-            return
-        guess = self.guess if self.predict and watched is not None and name in ASKS else None
-        self.question, self._pending, self.guess, self.verdict, self.right = "", None, None, "", None
-        before = len(self.lab.trace)
-        try:
-            self._perform(name)
-        except SesskitError as exc:
-            self._refuse(name, exc)
-        if guess is not None and watched is not None:
-            self._judge(
-                guess, watched, refused=self.lab.trace[-1].error is not None or len(self.lab.trace) == before
-            )
-
-    def _perform(self, name: str) -> None:
-        from .lab import Endpoint, SessionRef
-
-        lab, obj = self.lab, self._object()
-        if name == "connect":
-            self._resuming = next((r for r in lab.refs if r.id == self.resume), None)
-            self.resume = 0  # the next connect is a full handshake unless chosen again
-            self.acts_on = f"ssl:{lab.connect(resume=self._resuming).client.name}"
-        elif name == "advance":
-            lab.advance(self.seconds)
-        elif name == "flush":
-            lab.flush(side=self.side)
-        elif name == "session-free":
-            if not isinstance(obj, SessionRef):
-                raise _NotApplicable("SSL_SESSION_free acts on a session pointer: choose a ref in 'acts on'")
-            obj.free()
-        elif not isinstance(obj, Endpoint):
-            raise _NotApplicable(f"{OPS[name][0]} acts on an SSL: choose an SSL in 'acts on'")
-        else:
-            getattr(obj, {"get0": "get0_session", "get1": "get1_session"}.get(name, name))()
-
-    def _refuse(self, name: str, exc: SesskitError) -> None:
-        """A mistake: recorded as a refused step (nothing changes) when the lab can record it."""
-        from .lab import SessionRef
-
-        obj, op = self._object(), OPS[name][0]
-        if name == "connect":
-            ref = self._resuming
-            op, target = (
-                "SSL_set_session",
-                f"new client SSL with {ref.session} (ref #{ref.id})" if ref else "",
-            )
-        elif isinstance(obj, SessionRef):
-            target = f"{obj.session} (ref #{obj.id})"
-        else:
-            target = getattr(obj, "name", "")
-        if isinstance(exc, _NotApplicable) or not target or not hasattr(self.lab, "refused"):
-            self.error = f"{type(exc).__name__}: {exc}"
-            return
-        try:
-            self.lab.refused(op, target, exc)
-        except SesskitError:
-            self.error = f"{type(exc).__name__}: {exc}"
-
-    # -- predict mode ---------------------------------------------------------------
-    def _watched(self, name: str) -> str | None:
-        """The session the question is about: the resumed one, else the one acts_on holds now."""
-        if name == "connect" and self.resume:
-            ref = next((r for r in self.lab.refs if r.id == self.resume), None)
-            return ref.session if ref is not None else None
-        obj = self._object()
-        return None if obj is None else obj.session
-
-    def _judge(self, guess: int, label: str, refused: bool) -> None:
-        right, asked = self.score
-        if refused:
-            self.verdict = "Refused: the call was a mistake, so nothing changed (not scored). " + (
-                self.lab.trace[-1].why
-            )
-            self.right = None
-            return
-        st = self.lab.trace.session(label)
-        now = f"{label}'s refcount is now {st.refcount}" + (" (freed)" if st.freed else "")
-        self.right = guess == st.refcount
-        self.score = (right + self.right, asked + 1)
-        said = "✔ Right" if self.right else f"✘ You said {guess}"
-        self.verdict = f"{said}: {now}. {self.lab.trace[-1].why}"
-
-    # -- history: branch, undo, reset -------------------------------------------------
     def branch(self, step: int) -> None:
         """Go on from ``step``: the steps after it are discarded (the lab is replayed up to it)."""
-        self._hold += 1
-        try:
-            self._rewind(step)
-        finally:
-            self._hold -= 1
-            self._changed()
+        self.core.branch(step)
 
     def undo(self) -> None:
         """Take the last step back (the lab is replayed up to the one before)."""
-        if len(self.lab.trace) <= 1:
-            self.error = "nothing to undo: step 0 (SSL_CTX_new) is where every lab starts"
-            return
-        self.branch(len(self.lab.trace) - 2)
+        self.core.undo()
 
     def reset(self) -> None:
         """A new lab with the same engine and settings (step 0 only)."""
-        self._hold += 1
-        try:
-            old, self.lab = self.lab, self._new_lab()
-            old.close()
-            self.show(self.lab.trace)
-            self._sent = len(self.lab.trace)
-            self.acts_on, self.error, self.question, self._pending = "", "", "", None
-            self.verdict, self.score, self.right = "", (0, 0), None
-            self.notice = "A new lab with the same settings."
-        finally:
-            self._hold -= 1
-            self._changed()
-
-    def _new_lab(self) -> Lab:
-        from .lab import Lab
-
-        return Lab(engine=self.lab.engine_name, **dataclasses.asdict(self.lab.config))
-
-    def _rewind(self, step: int) -> None:
-        old = self.lab
-        new = self._new_lab()
-        try:
-            for i in range(1, step + 1):
-                _replay(new, old.trace[i])
-                if _record(new.trace[i]) != _record(old.trace[i]):
-                    raise InvalidOperation(f"step {i} replayed differently")
-        except SesskitError as exc:
-            new.close()
-            self.error = f"can't go back to step {step}: {exc}. Reset starts a new lab."
-            return
-        n = len(old.trace)
-        self.lab = new
-        old.close()
-        self.truncate(step + 1)
-        self._sent = step + 1
-        self.question, self._pending = "", None
-        self.notice = f"Steps {step + 1}..{n - 1} were discarded; the lab was replayed up to step {step}."
-
-
-def _record(step: Any) -> dict[str, Any]:
-    d: dict[str, Any] = step.to_dict()
-    d.pop("why", None)
-    return d
-
-
-_CONNECT = re.compile(r"^\S+↔\S+(?: resume (\S+))?$")
-_SESSION_FREE = re.compile(r"^\S+ \(ref #(\d+)\)$")
-
-
-def _replay(lab: Lab, step: Any) -> None:
-    """Perform recorded ``step`` again on ``lab`` (each step names its call and its arguments)."""
-    if step.error is not None:
-        kind = getattr(errors, str(step.error["kind"]), None)
-        cls = kind if isinstance(kind, type) and issubclass(kind, SesskitError) else InvalidOperation
-        lab.refused(step.op, step.target, cls(step.error["message"]))
-        return
-    op, target = step.op, step.target
-    if op == "SSL_connect" and (m := _CONNECT.match(target)):
-        ref = next((r for r in lab.refs if r.session == m.group(1)), None) if m.group(1) else None
-        lab.connect(resume=ref)
-    elif op == "advance" and re.fullmatch(r"\+\d+s", target):
-        lab.advance(int(target[1:-1]))
-    elif op == "SSL_CTX_flush_sessions" and (m := re.fullmatch(r"(server|client) at t=(\d+)", target)):
-        lab.flush(side=m.group(1), at=int(m.group(2)))
-    elif op == "SSL_SESSION_free" and (m := _SESSION_FREE.match(target)):
-        next(r for r in lab.refs if r.id == int(m.group(1))).free()
-    elif op in _ENDPOINT_CALLS:
-        getattr(lab.endpoint(target), _ENDPOINT_CALLS[op])()
-    else:
-        raise InvalidOperation(f"step {step.index} ({op} {target}) can't be replayed")
-
-
-_ENDPOINT_CALLS = {
-    "SSL_get0_session": "get0_session",
-    "SSL_get1_session": "get1_session",
-    "SSL_read": "read",
-    "SSL_shutdown": "shutdown",
-    "SSL_clear": "clear",
-    "SSL_free": "free",
-}
-
-
-class _NotApplicable(SesskitError):
-    """The chosen object can't take this operation (its button is disabled)."""
+        self.core.reset()
