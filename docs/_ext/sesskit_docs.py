@@ -2,9 +2,10 @@
 
 At ``config-inited``:
 
-- **vendor**: the JavaScript the pages need besides sesskit's own viewer (MathJax)
-  is fetched with ``npm pack`` from the npm registry at a pinned version and
-  unpacked into ``_static/vendor/`` -- the site never points at a CDN;
+- **vendor**: the JavaScript the pages need besides sesskit's own viewer (MathJax,
+  and Pyodide for Try it) is fetched with ``npm pack`` from the npm registry at a
+  pinned version, checked against its pinned sha512, and unpacked into
+  ``_static/vendor/`` -- the site never points at a CDN;
 - **notebooks**: ``../notebooks/*.ipynb`` are copied to ``notebooks/`` (myst-nb
   executes them during the build, on the real engine, saving widget state);
 
@@ -14,7 +15,12 @@ at ``builder-inited``:
   a page ``stories/<name>.md`` with the interactive viewer over its inlined trace
   (:mod:`sesskit.viewer.page`) and PNG/SVG figures to download;
 
-at ``build-finished``: each page keeps one copy of the viewer's module and CSS
+- **playground**: a fresh lab on the model (``stories/_viewer/playground.html``) for
+  ``playground.md``; every story's viewer and the playground's carry a **Try it** control;
+
+at ``build-finished``: Try it's scripts and a zip of sesskit's Python files (from this checkout) go to
+``_static/sesskit/`` (Pyodide, vendored like MathJax, is in ``_static/vendor/pyodide/`` and loads only
+when Try it is clicked); each page keeps one copy of the viewer's module and CSS
 however many viewers it shows, and no saved ipywidgets state (the viewers draw
 from their own inlined traces); then every HTML page is checked for a script,
 stylesheet, image, font or frame loaded from anywhere but the site itself; the
@@ -23,6 +29,7 @@ build fails if one is found.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import json
@@ -32,6 +39,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from html.parser import HTMLParser
 from multiprocessing import get_context
@@ -48,8 +56,9 @@ DOCS = Path(__file__).resolve().parent.parent
 ROOT = DOCS.parent
 VENDOR = DOCS / "_static" / "vendor"
 
-# npm package -> (version, {path in the package: path under _static/vendor/<dir>}, dir)
-NPM: dict[str, tuple[str, dict[str, str], str]] = {
+# npm package -> (version, {path in the package: path under _static/vendor/<dir>}, dir, the tarball's
+# sha512 as npm's metadata gives it: a tarball that differs is refused)
+NPM: dict[str, tuple[str, dict[str, str], str, str]] = {
     "mathjax": (
         "3.2.2",
         {
@@ -65,6 +74,24 @@ NPM: dict[str, tuple[str, dict[str, str], str]] = {
             "LICENSE": "LICENSE",
         },
         "mathjax",
+        "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
+    ),
+    # Try it's Python: CPython compiled to WebAssembly, loaded by the worker on the first click only
+    # (``_static/vendor/pyodide/``, about 13 MB; not counted in the pages' weight).  The runtime is
+    # enough: sesskit's model needs only the standard library, so no package of Pyodide's is vendored.
+    "pyodide": (
+        "314.0.8",
+        {
+            "pyodide.mjs": "pyodide.mjs",
+            "pyodide.asm.mjs": "pyodide.asm.mjs",
+            "pyodide.asm.wasm": "pyodide.asm.wasm",
+            "python_stdlib.zip": "python_stdlib.zip",
+            "pyodide-lock.json": "pyodide-lock.json",
+            "package.json": "package.json",
+            "README.md": "README.md",
+        },
+        "pyodide",
+        "sha512-74Wq1kXOC+CCEzAfxuRAO701nAcCMLjf8NrwvWpu8S41dVMXwXmLQ05dYB+F4e46AdnGo0oq7YHSVUpHsoarLQ==",
     ),
 }
 SKIP_SUFFIXES = (".map",)
@@ -79,7 +106,7 @@ def _stamp(pkg: str, version: str) -> str:
 
 def vendor_assets(force: bool = False) -> None:
     """Unpack the pinned npm packages' assets into ``_static/vendor`` (once per version)."""
-    for pkg, (version, files, dest) in NPM.items():
+    for pkg, (version, files, dest, integrity) in NPM.items():
         target = VENDOR / dest
         stamp = target / ".npm-package"
         if not force and stamp.exists() and stamp.read_text() == _stamp(pkg, version):
@@ -87,7 +114,7 @@ def vendor_assets(force: bool = False) -> None:
         npm = shutil.which("npm")
         if npm is None:
             raise ExtensionError(
-                "the docs need npm to vendor MathJax from the npm registry: install Node.js/npm"
+                f"the docs need npm to vendor {pkg} from the npm registry: install Node.js/npm"
             )
         with tempfile.TemporaryDirectory() as tmp:
             r = subprocess.run(
@@ -99,6 +126,9 @@ def vendor_assets(force: bool = False) -> None:
             if r.returncode != 0:
                 raise ExtensionError(f"npm pack {pkg}@{version} failed:\n{r.stderr[-2000:]}")
             (tgz,) = Path(tmp).glob("*.tgz")
+            got = "sha512-" + base64.b64encode(hashlib.sha512(tgz.read_bytes()).digest()).decode()
+            if got != integrity:
+                raise ExtensionError(f"npm pack {pkg}@{version}: sha512 {got}, pinned {integrity}")
             if target.exists():
                 shutil.rmtree(target)
             _extract(tgz, files, target)
@@ -154,14 +184,15 @@ def render_story(name: str, out_dir: str, key: str) -> str:
 
     matplotlib.use("Agg")
     from sesskit import plot, scenarios
-    from sesskit.viewer.page import fragment
+    from sesskit.viewer.page import fragment, tryit_control
 
     out = Path(out_dir)
     story = scenarios.get(name)
     trace = story.run("auto")
     (out / "_viewer").mkdir(exist_ok=True)
     (out / "_figures").mkdir(exist_ok=True)
-    (out / "_viewer" / f"{name}.html").write_text(fragment(trace, "step", story.title), encoding="utf-8")
+    viewer = tryit_control("step", "../_static/") + fragment(trace, "step", story.title)
+    (out / "_viewer" / f"{name}.html").write_text(viewer, encoding="utf-8")
     plot.save(trace, out / "_figures" / f"{name}.png")
     plot.save(trace, out / "_figures" / f"{name}.svg")
     scenarios.write(trace, out / "_figures" / f"{name}.json")
@@ -189,6 +220,8 @@ built: {len(trace)} steps. Write it yourself with* `python -m sesskit render {na
 
 Drag the slider, press ← / → on the picture, or click a step or the timeline: every refcount and both
 caches as OpenSSL had them after that call, and why. `#step=N` in the address opens step N.
+**Try it** replays the story on sesskit's model in your browser and lets you go on with the calls
+yourself (see the [playground](../playground.md)).
 
 ```{{raw}} html
 :file: _viewer/{name}.html
@@ -230,12 +263,26 @@ def write_stories(app: Sphinx) -> None:
         if stale.stem not in scenarios.SCENARIOS and stale.stem != "index":
             stale.unlink()
     _write_index(out)
+    write_playground(out)
     if not todo:
         return
     workers = max(1, min(2, os.cpu_count() or 1, len(todo)))
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         for done in pool.map(render_story, todo, [str(out)] * len(todo), [key] * len(todo)):
             logger.info(f"[sesskit] story {done}: viewer and figures written")
+
+
+def write_playground(out: Path) -> None:
+    """The playground's viewer: a fresh lab on the model (step 0), with its Try it control."""
+    from sesskit import Lab
+    from sesskit.viewer.page import fragment, tryit_control
+
+    with Lab(engine="model") as lab:
+        text = tryit_control("step", "_static/") + fragment(lab.trace, "step", "playground")
+    path = out / "_viewer" / "playground.html"
+    path.parent.mkdir(exist_ok=True)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
 
 
 def _write_index(out: Path) -> None:
@@ -257,6 +304,36 @@ figures and trace.
     path = out / "index.md"
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
+
+
+# -- Try it: its scripts and sesskit's Python, from this checkout -----------------------------
+TRYIT_FILES = ("tryit.js", "tryit_worker.js")
+CODE_ZIP = "sesskit-py.zip"
+
+
+def python_files() -> list[Path]:
+    """sesskit's Python files that Try it ships to Pyodide: every ``.py`` of the package, as checked out."""
+    pkg = ROOT / "sesskit"
+    return sorted(p for p in pkg.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def write_tryit(app: Sphinx, exc: Exception | None) -> None:
+    """``_static/sesskit/``: Try it's page module and worker, and sesskit's Python as one zip.
+
+    Built from the checkout at every build (never a copy kept in the docs), so the site runs the code it
+    documents; the zip's entries are ``sesskit/...`` paths with fixed timestamps (reproducible).
+    """
+    if exc is not None or app.builder.format != "html":
+        return
+    out = Path(app.outdir) / "_static" / "sesskit"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in TRYIT_FILES:
+        shutil.copyfile(ROOT / "sesskit" / "viewer" / name, out / name)
+    with zipfile.ZipFile(out / CODE_ZIP, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in python_files():
+            info = zipfile.ZipInfo(str(path.relative_to(ROOT)), date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, path.read_bytes())
 
 
 # -- one viewer module per page, no saved widget state ---------------------------------
@@ -384,5 +461,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", on_config_inited)
     app.connect("builder-inited", write_stories)
     app.connect("build-finished", slim_pages)
+    app.connect("build-finished", write_tryit)
     app.connect("build-finished", check_offline)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -23,13 +23,18 @@ from typing import Any
 
 from ..trace import Trace
 
-__all__ = ["asset", "fragment", "page"]
+__all__ = ["asset", "fragment", "page", "tryit_control"]
 
 HERE = Path(__file__).resolve().parent
 # The classes a page carries once however many fragments it holds (a docs build drops the repeats).
 SOURCE_CLASS = "sesskit-viewer-src"
 STYLE_CLASS = "sesskit-viewer-css"
 MOUNT_CLASS = "sesskit-static-mount"
+TRYIT_CLASS = "sesskit-tryit"
+# What Try it runs, in the words every page uses (tests/test_differential*.py hold the model to libssl).
+TRYIT_ENGINE = "model of OpenSSL 3.0, held to libssl 3.0 by the test suite"
+BINDER = "https://mybinder.org/v2/gh/sesskit/sesskit/HEAD?labpath=notebooks%2F01_tour.ipynb"
+LOCAL_COMMAND = "python -m venv .venv && .venv/bin/pip install -e '.[lab]' && .venv/bin/python -m sesskit lab"
 
 # Loads the module once per page, then mounts every viewer not mounted yet.  No trace text in here.
 _LOADER = """<script type="module">
@@ -41,9 +46,38 @@ for (const el of document.querySelectorAll(".@MOUNT@:not([data-mounted])")) {
   el.dataset.mounted = "true";
   const trace = JSON.parse(el.querySelector("script[type='application/json']").textContent);
   const host = el.appendChild(document.createElement("div"));
-  viewer.mountStatic(host, trace, {hashKey: el.dataset.hashKey || null, title: el.dataset.title || null});
+  const options = {hashKey: el.dataset.hashKey || null, title: el.dataset.title || null};
+  el.sesskitUnmount = viewer.mountStatic(host, trace, options);  // Try it replaces the static viewer
 }
 </script>""".replace("@SRC@", SOURCE_CLASS).replace("@MOUNT@", MOUNT_CLASS)
+
+# The Try it control's script: nothing is loaded before a click (or a link carrying operations).  From
+# file:// it only explains: browsers refuse the WebAssembly fetch there; the static viewer keeps working.
+_TRYIT_BOOT = """<script type="module">
+for (const c of document.querySelectorAll(".@TRYIT@:not([data-ready])")) {
+  c.dataset.ready = "true";
+  const btn = c.querySelector(".@TRYIT@-btn"), status = c.querySelector(".@TRYIT@-status");
+  const go = async () => {
+    if (location.protocol === "file:") {
+      status.textContent = "Try it runs Python (Pyodide) in your browser, and browsers refuse to load " +
+        "WebAssembly from a file:// page: serve the site over http, e.g. python -m http.server in its " +
+        "folder, then open http://127.0.0.1:8000/. The viewer below keeps working.";
+      status.className = "@TRYIT@-status is-error";
+      return;
+    }
+    btn.disabled = true;
+    status.textContent = "Loading…";
+    try {
+      await (await import(new URL(c.dataset.static + "sesskit/tryit.js", location.href))).start(c);
+    } catch (e) {
+      status.textContent = "Try it could not load: " + e;
+      btn.disabled = false;
+    }
+  };
+  btn.addEventListener("click", go);
+  if (new URLSearchParams(location.hash.slice(1)).has(c.dataset.for + ".ops")) go();
+}
+</script>""".replace("@TRYIT@", TRYIT_CLASS)
 
 _keys = itertools.count(1)
 
@@ -91,6 +125,27 @@ def fragment(trace: Trace | dict[str, Any], hash_key: str | None = "step", title
         f'<script type="text/plain" class="{SOURCE_CLASS}">\n{asset("viewer.js")}\n</script>\n'
         f'<div {attrs}><script type="application/json">{_json_for_script(data)}</script></div>\n'
         f"{_LOADER}\n"
+    )
+
+
+def tryit_control(hash_key: str = "step", static: str = "_static/") -> str:
+    """The Try it control of the viewer whose key is ``hash_key``, for a site that serves Try it's files.
+
+    ``static`` is the site's ``_static/`` folder relative to the page: it holds ``sesskit/tryit.js``,
+    ``sesskit/tryit_worker.js``, ``sesskit/sesskit-py.zip`` and Pyodide's runtime in ``pyodide/``
+    (the docs build puts them there).  A click loads them and turns the viewer into a Stepper driven by
+    the model engine in a Web Worker; until then the page loads nothing more.
+    """
+    key, base = html.escape(hash_key), html.escape(static)
+    return (
+        f'<div class="{TRYIT_CLASS}" data-for="{key}" data-static="{base}">'
+        f'<button type="button" class="{TRYIT_CLASS}-btn">▶ Try it</button> '
+        f'<span class="{TRYIT_CLASS}-status" role="status"></span>'
+        f'<p class="{TRYIT_CLASS}-engine">Try it performs the calls yourself, with predict mode and '
+        f"branching, in this page: the engine is sesskit's <strong>{TRYIT_ENGINE}</strong>, running as "
+        "Python (Pyodide) in your browser; nothing is sent anywhere. For the real OpenSSL, run the "
+        f'notebooks <a href="{html.escape(BINDER)}">on Binder</a> or locally: '
+        f"<code>{html.escape(LOCAL_COMMAND)}</code>.</p></div>\n{_TRYIT_BOOT}\n"
     )
 
 

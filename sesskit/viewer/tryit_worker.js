@@ -1,0 +1,77 @@
+// sesskit "Try it": Python (Pyodide) in a Web Worker, running sesskit's model engine and its Stepper core.
+// The page (tryit.js) starts this module worker and posts {type: "start", pyodide, code, trace, keep,
+// extra}, then the bar's op messages.  Everything is fetched from the site: Pyodide's runtime from
+// `pyodide` (the site's _static/vendor/pyodide/), sesskit's pure-Python files as one zip from `code` (built from
+// the checkout at docs build time).  Posts back {type: "progress", stage}, {type: "ready", seconds},
+// {type: "failed", message} and the core's own messages: append, truncate, show, ui.
+
+let t0 = 0;
+const post = (m) => self.postMessage(m.type === "progress" ? { ...m, at: (performance.now() - t0) / 1000 } : m);
+let session = null;
+let chain = Promise.resolve();
+
+const BOOT = `
+import json, sys
+sys.path.insert(0, "/sesskit-site")
+from sesskit import Lab
+from sesskit.stepcore import StepperCore
+
+SETTINGS = ("tls", "tickets", "client_cache", "cache_size", "timeout")
+
+
+class Session:
+    """One page's lab: the page's trace replayed on the model, then the bar's clicks."""
+
+    def __init__(self, post, trace_json, keep, extra_json):
+        trace = json.loads(trace_json)
+        config = trace.get("meta", {}).get("config", {})
+        lab = Lab(engine="model", **{k: config[k] for k in SETTINGS if k in config})
+        self.core = StepperCore(lab, lambda m: post(json.dumps(m)), publish=False)
+        steps = list(trace["steps"][:keep])
+        for op in json.loads(extra_json):  # a link's operations: [op, target] or [op, target, kind, message]
+            error = {"kind": op[2], "message": op[3]} if len(op) > 2 else None
+            steps.append({"op": op[0], "target": op[1], "error": error})
+        self.core.replay(steps, checked=keep)
+
+    def handle(self, text):
+        self.core.handle(json.loads(text))
+
+
+Session
+`;
+
+async function start(m) {
+  t0 = performance.now();
+  post({ type: "progress", stage: "downloading and starting Python (Pyodide, about 13 MB the first time)" });
+  const { loadPyodide } = await import(m.pyodide + "pyodide.mjs");
+  const [py, code] = await Promise.all([
+    loadPyodide({ indexURL: m.pyodide, stdout: () => {}, stderr: () => {} }),
+    fetch(m.code).then((r) => {
+      if (!r.ok) throw new Error(`${m.code}: HTTP ${r.status}`);
+      return r.arrayBuffer();
+    }),
+  ]);
+  post({ type: "progress", stage: "loading sesskit's model of OpenSSL" });
+  py.unpackArchive(code, "zip", { extractDir: "/sesskit-site" });
+  const Session = py.runPython(BOOT);
+  post({ type: "progress", stage: `replaying the page's ${m.keep} steps on the model` });
+  session = Session((s) => post(JSON.parse(s)), JSON.stringify(m.trace), m.keep, JSON.stringify(m.extra || []));
+  post({ type: "ready", seconds: (performance.now() - t0) / 1000 });
+}
+
+function failure(err) {
+  // A Python exception's message is its traceback: its last line says what went wrong.
+  const text = String((err && err.message) || err).trim();
+  const lines = text.split("\n").filter((l) => l.trim());
+  return lines[lines.length - 1] || text;
+}
+
+self.onmessage = (e) => {
+  const m = e.data || {};
+  chain = chain.then(async () => {
+    if (m.type === "start") await start(m);
+    else if (m.type === "op" && session) session.handle(JSON.stringify(m));
+  }).catch((err) => {
+    post({ type: "failed", message: failure(err), started: session !== null });
+  });
+};
