@@ -14,7 +14,7 @@ const CHECK = 64;
 const SIDES = ["server", "client"];
 const MAPS = ["sessions", "ssls", "refs"];
 
-// ---------------------------------------------------------------- folding (pure)
+// ---- folding (pure)
 
 /** The state before step 0: nothing exists yet. */
 export function emptyState() {
@@ -151,14 +151,6 @@ export class TraceFold {
       if (i % CHECK === 0) this.checkpoints.push(cloneState(s));
     }
   }
-
-  /** A fresh copy of the state after step i. */
-  stateAt(i) {
-    const k = Math.floor(i / CHECK);
-    const s = cloneState(this.checkpoints[k]);
-    for (let j = k * CHECK + 1; j <= i; j++) applyDelta(s, this.steps[j].changes);
-    return s;
-  }
 }
 
 /** A movable state: goto(i) applies or undoes the deltas between, or starts from a checkpoint. */
@@ -187,7 +179,7 @@ export class Cursor {
   }
 }
 
-// ---------------------------------------------------------------- the heap (pure)
+// ---- the heap (pure)
 
 export const ROW = 26; // px: one holder chip per row
 export const BOX_MIN = 54; // px: the session box (label, the big refcount, a badge)
@@ -293,7 +285,7 @@ export function summarize(state, step, last) {
   return out.join(" ");
 }
 
-// ---------------------------------------------------------------- timeline (pure)
+// ---- timeline (pure)
 
 /**
  * A step series (change points [step, value, ...], each value held until the next) within steps [a, b),
@@ -338,7 +330,7 @@ export function ticks(n, width) {
   return out;
 }
 
-// ---------------------------------------------------------------- URL fragment (pure)
+// ---- URL fragment (pure)
 
 const params = (hash) => new URLSearchParams(String(hash || "").replace(/^#/, ""));
 
@@ -355,7 +347,7 @@ export function updateHash(hash, key, value) {
   return "#" + p.toString();
 }
 
-// ---------------------------------------------------------------- the viewer
+// ---- the viewer
 
 function h(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -376,7 +368,7 @@ const section = (cls, title, ...kids) => h("section", { class: cls, "aria-label"
 const typing = (t) => t.isContentEditable || (/^(TEXTAREA|SELECT|INPUT)$/.test(t.tagName) && t.type !== "range");
 const LIST_ROW = 24; // px: a step list row
 const LIST_ROWS = 14; // rows in view
-const MARGIN = 500; // px of heap drawn above and below its view
+const MARGIN = 120; // px of heap drawn above and below its view (each lane filled costs layout)
 const STRIP = 40; // cache members shown from the head
 
 class Viewer {
@@ -517,8 +509,23 @@ class Viewer {
     if (fromUser) {
       this.model.set("step", i);
       this.model.save_changes();
-      if (this.hashKey) history.replaceState(history.state, "", updateHash(location.hash, this.hashKey, i));
+      if (this.hashKey) {
+        clearTimeout(this.urlTimer);
+        this.urlTimer = setTimeout(() => this.writeUrl(), 300);
+      }
     }
+  }
+
+  /**
+   * The URL names the shown step once a move settles (a key or the slider let go, a click, 300 ms
+   * still), not at every step of a scrub: a history write costs the browser more than a step's
+   * drawing, and browsers throttle them (Chromium: 200 per 10 s).
+   */
+  writeUrl() {
+    if (!this.urlTimer) return;
+    clearTimeout(this.urlTimer);
+    this.urlTimer = 0;
+    history.replaceState(history.state, "", updateHash(location.hash, this.hashKey, this.index));
   }
 
   // -- heap: each lane has an element with its session's data-* attributes; the lanes near the view
@@ -798,6 +805,7 @@ class Viewer {
     };
     const move = (i) => this.goto(Math.max(0, Math.min(this.fold.length - 1, i)), true);
     on(this.slider, "input", () => move(Number(this.slider.value)));
+    for (const t of ["change", "keyup", "click"]) on(this.root, t, () => this.writeUrl());
     on(this.prevBtn, "click", () => move(this.index - 1));
     on(this.nextBtn, "click", () => move(this.index + 1));
     on(this.root, "keydown", (e) => {
@@ -936,12 +944,13 @@ class Viewer {
   destroy() {
     for (const c of this.cleanups.splice(0)) c();
     clearTimeout(this.copyTimer);
+    clearTimeout(this.urlTimer);
     cancelAnimationFrame(this.raf);
     this.root.remove();
   }
 }
 
-// ---------------------------------------------------------------- entry points
+// ---- entry points
 
 /** anywidget calls this; returns the cleanup. */
 function render({ model, el }) {
@@ -981,7 +990,7 @@ export function mountStatic(el, trace, options = {}) {
 }
 
 
-// ---------------------------------------------------------------- the Stepper's bar (model with `ui`)
+// ---- the Stepper's bar (model with `ui`)
 // once per model: new steps join the model's trace (later views, saved state)
 function initialize({ model }) {
   const fn = (m) => {

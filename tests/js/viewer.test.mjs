@@ -32,6 +32,9 @@ import {
   ROW,
 } from "../../sesskit/viewer/viewer.js";
 
+// the state after step i, from the checkpoint before it (a fresh Cursor's first move)
+const stateAt = (fold, i) => new Cursor(fold).goto(i);
+
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const PYTHON = join(ROOT, ".venv", "bin", "python");
 
@@ -210,7 +213,7 @@ for (const seed of [1, 2, 3]) {
     fold.append(t.steps.slice(400)); // appended in two parts, as the live Stepper does
     assert.equal(fold.length, t.steps.length);
     for (const i of [0, 1, 63, 64, 65, 399, 400, 401, 699]) {
-      assert.equal(JSON.stringify(stateToPlain(fold.stateAt(i))), scratch[i], `stateAt(${i})`);
+      assert.equal(JSON.stringify(stateToPlain(stateAt(fold, i))), scratch[i], `a fresh cursor at ${i}`);
     }
     const cursor = new Cursor(fold);
     const r = rng(seed * 101);
@@ -365,7 +368,7 @@ test("the fold gathers per-session refcount series, cache intervals and frees fo
   const fold = new TraceFold(t.steps);
   for (const [label, ser] of fold.series) {
     for (const s of [0, 50, 123, 250, 499]) {
-      const st = fold.stateAt(s).sessions.get(label);
+      const st = stateAt(fold, s).sessions.get(label);
       const want = st === undefined ? undefined : st.freed ? 0 : st.refcount;
       assert.equal(valueAt(ser.pts, s), want, `${label} at ${s}`);
       // inside a cache interval exactly when the session says it is cached
@@ -449,7 +452,7 @@ test("the tour (rendered by sesskit) folds to the states its whys describe", { s
   for (const st of trace.steps) {
     const m = /Refcounts: (.*)$/.exec(st.why);
     if (!m) continue;
-    const state = fold.stateAt(st.index);
+    const state = stateAt(fold, st.index);
     for (const part of m[1].split(/, (?=S\d)/)) {
       const mm = /^(S\d+)(?: new at (\d+)| \d+ → (\d+))/.exec(part);
       if (!mm) continue;
@@ -459,7 +462,7 @@ test("the tour (rendered by sesskit) folds to the states its whys describe", { s
     }
   }
   assert.ok(checked >= 5, `checked ${checked} refcounts`);
-  const last = fold.stateAt(trace.steps.length - 1);
+  const last = stateAt(fold, trace.steps.length - 1);
   const { lanes } = heapLanes(last);
   assert.ok(lanes.some((l) => l.holders.some((x) => x.danger)), "the tour ends with a dangling pointer");
 });
@@ -547,7 +550,7 @@ test("the fold marks the steps where a pointer starts dangling and the refused s
   assert.deepEqual(fold.errors, [5]);
   assert.ok(fold.dangles.includes(41), "the step a pointer turned dangling");
   assert.ok(!fold.dangles.includes(60), "a pointer already dangling is not marked again");
-  assert.equal(JSON.stringify(stateToPlain(fold.stateAt(5))), JSON.stringify(stateToPlain(fold.stateAt(4))), "a refused step changes nothing");
+  assert.equal(JSON.stringify(stateToPlain(stateAt(fold, 5))), JSON.stringify(stateToPlain(stateAt(fold, 4))), "a refused step changes nothing");
 });
 
 test("the module imports nothing and touches no DOM when imported (anywidget loads it from a blob)", () => {
