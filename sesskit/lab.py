@@ -43,6 +43,8 @@ _SIGINT = int(signal.SIGINT)
 # SSL_CTX_sess_set_cache_size takes a C long (SSL_CTX_ctrl's larg): 2**31 - 1 fits one on every
 # platform OpenSSL runs on (a long is 32 bits on 64-bit Windows), and no lab comes near it.
 MAX_CACHE_SIZE = 2**31 - 1
+# SSL_MAX_SID_CTX_LENGTH (include/openssl/ssl.h, every version): SSL_CTX_set_session_id_context refuses more.
+SID_CTX_MAX = 32
 
 
 class _Interrupts:
@@ -157,6 +159,26 @@ def _check_settings(settings: dict[str, Any]) -> None:
     if settings["timeout"] == 0 and type(settings["timeout"]) is int:
         raise InvalidOperation("timeout must be > 0 (SSL_CTX_set_timeout(ctx, 0) means 'use the default')")
     _whole("timeout", settings["timeout"], 1, MAX_TIME, " seconds")
+    v = settings["verify_peer"]
+    if type(v) is not bool:
+        raise InvalidOperation(f"verify_peer must be True or False, not {v!r}")
+    sid = settings["server_sid_ctx"]
+    if sid is not None and (type(sid) is not bytes or not 1 <= len(sid) <= SID_CTX_MAX):
+        what = f"{len(sid)} bytes" if type(sid) is bytes else repr(sid)
+        raise InvalidOperation(
+            f"server_sid_ctx must be None (no session id context) or bytes of length 1..{SID_CTX_MAX} "
+            f"(SSL_MAX_SID_CTX_LENGTH, SSL_CTX_set_session_id_context(3)), not {what}"
+        )
+    if v and sid is None and settings["tickets"]:
+        raise InvalidOperation(
+            "verify_peer=True with server_sid_ctx=None needs tickets=False: in OpenSSL 3.0 a server with "
+            "SSL_VERIFY_PEER and no session id context fails the handshake of every ticket resumption "
+            "('session id context uninitialized', SSL_R_SESSION_ID_CONTEXT_UNINITIALIZED, "
+            "ssl_get_prev_session in ssl/ssl_sess.c), and sesskit records no failed handshake. With "
+            "tickets=False you see the other half of the rule: such a server caches nothing "
+            "(ssl_update_cache in ssl/ssl_lib.c), so nothing resumes. Or set a server_sid_ctx "
+            "(SSL_CTX_set_session_id_context(3))"
+        )
 
 
 class _Plan(NamedTuple):
@@ -221,6 +243,15 @@ class Lab:
         ``SSL_CTX_sess_set_cache_size`` and ``SSL_CTX_set_timeout`` of both contexts:
         ``0 <= cache_size <= MAX_CACHE_SIZE`` (0: unlimited) and ``1 <= timeout <=
         MAX_TIME`` seconds (ten years, the range of the virtual clock).
+    server_sid_ctx : bytes or None
+        The server context's session id context (``SSL_CTX_set_session_id_context``, 1 to 32
+        bytes), stamped into every session it makes; a server resumes only a session whose
+        context matches its own (``ssl_get_prev_session``).  None sets none (OpenSSL's default).
+    verify_peer : bool
+        True sets ``SSL_VERIFY_PEER`` on the server (it asks for a client certificate; the client
+        sends none, which the server accepts).  Without a session id context such a server caches
+        nothing (``ssl_update_cache``) and fails any ticket resumption, so ``verify_peer=True``
+        with ``server_sid_ctx=None`` needs ``tickets=False`` (OpenSSL 3.0).
     explain : bool
         With a real engine, also run the model alongside to give each step its
         ``why`` (and to say so when reality differs from the prediction).  The
@@ -237,11 +268,13 @@ class Lab:
         cache_size: int = 20480,
         timeout: int = 7200,
         *,
+        server_sid_ctx: bytes | None = b"sesskit",
+        verify_peer: bool = False,
         explain: bool = True,
     ) -> None:
         _check_settings(dict(locals()))
         cache_size, timeout = operator.index(cache_size), operator.index(timeout)
-        self.config = LabConfig(tls, tickets, client_cache, cache_size, timeout)
+        self.config = LabConfig(tls, tickets, client_cache, cache_size, timeout, server_sid_ctx, verify_peer)
         self.id = next(_lab_ids)
         self._lock = threading.RLock()
         self._closed = False
@@ -266,6 +299,7 @@ class Lab:
         self._refs_by_session: dict[str, list[SessionRef]] = {}
         self._freed_at: dict[str, int] = {}
         self._set_while_open: dict[str, int] = {}  # SSL -> step of an SSL_set_session on its connection
+        sid = self.config.server_sid_ctx
         self.trace = Trace(
             {
                 "engine": self.engine_name,
@@ -276,6 +310,9 @@ class Lab:
                     "client_cache": self.config.client_cache,
                     "cache_size": self.config.cache_size,
                     "timeout": self.config.timeout,
+                    # JSON has no bytes: the context as latin-1 text (one character per byte), or None
+                    "server_sid_ctx": None if sid is None else sid.decode("latin-1"),
+                    "verify_peer": self.config.verify_peer,
                 },
             }
         )
@@ -287,11 +324,25 @@ class Lab:
             else "OpenSSL's default cache mode, SSL_SESS_CACHE_SERVER, which caches nothing on a client: "
             "SSL_CTX_set_session_cache_mode(3); client_cache=True sets SSL_SESS_CACHE_CLIENT"
         )
+        server_sid_ctx, verify_peer = self.config.server_sid_ctx, self.config.verify_peer
+        sid_ctx = (
+            f"session id context {server_sid_ctx!r}"
+            if server_sid_ctx is not None
+            else "no session id context"
+        )
+        server_opts = (", SSL_OP_NO_TICKET" if not tickets else "") + f", {sid_ctx}"
+        server_opts += ", SSL_VERIFY_PEER" if verify_peer else ""
         why = (
             f"Two SSL_CTXs: client ({client_mode}) and "
-            f"server (SSL_SESS_CACHE_SERVER{', SSL_OP_NO_TICKET' if not tickets else ''}), "
+            f"server (SSL_SESS_CACHE_SERVER{server_opts}), "
             f"TLS {tls}, cache size {cache_size}, timeout {timeout} s. Both caches start empty."
         )
+        if verify_peer and server_sid_ctx is None:
+            why += (
+                " A server with SSL_VERIFY_PEER and no session id context caches none of its sessions "
+                "(ssl_update_cache in ssl/ssl_lib.c, OpenSSL 3.0): it cannot tell that a session "
+                "was made for this application (SSL_CTX_set_session_id_context(3)), so nothing resumes."
+            )
         self.trace.append("SSL_CTX_new", "client+server", why, self._engine.initial())
         self._explainer: Explainer | None = None
         if explain and self.engine_name != "model":
@@ -522,15 +573,27 @@ class Lab:
                 )
             )
         if state.side != "client":
-            raise InvalidOperation(
-                f"can't SSL_set_session on a client with {ref.session}: it is a server-side "
-                "session, whose session id context is the server's; the client SSL has none. A session "
-                "must only be used with the SSL_CTX it came from (SSL_get_session(3)). In C (OpenSSL 3.0) "
-                "it is no crash: if the server resumes it (TLS 1.2, the server finds its id in its "
-                "cache) the client fails the handshake ('attempt to reuse session in different "
-                "context', tls_process_server_hello in ssl/statem/statem_clnt.c); otherwise it is not "
-                "resumed"
-            )
+            sid = self.config.server_sid_ctx
+            if sid is not None:
+                in_c = (
+                    f"it is a server-side session, which carries the server's session id context {sid!r}; "
+                    "the client SSL has none. A session must only be used with the SSL_CTX it came from "
+                    "(SSL_get_session(3)). In C (OpenSSL 3.0) it is no crash: if the server resumes it "
+                    "(TLS 1.2, the server finds its id in its cache) the client fails the handshake "
+                    "('attempt to reuse session in different context': the session's id context differs "
+                    "from its own, tls_process_server_hello in ssl/statem/statem_clnt.c); otherwise it is "
+                    "not resumed. The cache has nothing to do with it"
+                )
+            else:
+                in_c = (
+                    "it is a server-side session, and a session must only be used with the SSL_CTX it came "
+                    "from (SSL_get_session(3)); sesskit keeps that rule. This lab's server has no session id "
+                    "context (server_sid_ctx=None), so the client's check of the context "
+                    "(tls_process_server_hello in ssl/statem/statem_clnt.c) would not stop it in OpenSSL "
+                    "3.0: a server's session fails on a client because of the session id context, not "
+                    "the cache"
+                )
+            raise InvalidOperation(f"can't SSL_set_session on a client with {ref.session}: {in_c}")
         return ref.session
 
     def _check_reconnect(self, client: Endpoint) -> str:

@@ -98,6 +98,14 @@ RULES: dict[str, Rule] = {
         "no remove_session_cb)",
         "ssl/ssl_lib.c ssl_update_cache",
     ),
+    "verify_no_sid_ctx": Rule(
+        "a server with SSL_VERIFY_PEER and no session id context caches none of its sessions (nor calls "
+        "new_session_cb or auto-flushes): it could not tell, on resumption, that a session was made for "
+        "this application, so its client-certificate check could be skipped (OpenSSL 3.0); a ticket "
+        "resumption on such a server fails the handshake ('session id context uninitialized')",
+        "ssl/ssl_lib.c ssl_update_cache, ssl/ssl_sess.c ssl_get_prev_session, "
+        "SSL_CTX_set_session_id_context(3)",
+    ),
     "resumed_not_readded": Rule(
         "a TLS <= 1.2 resumption is not added to the cache again",
         "ssl/ssl_lib.c ssl_update_cache (!s->hit)",
@@ -289,8 +297,14 @@ class Model:
         cache_size: int = 20480,
         timeout: int = 7200,
         ticket_aging: bool = True,
+        *,
+        sid_ctx: bool = True,
+        verify_peer: bool = False,
     ) -> None:
         self.tls13 = tls == "1.3"
+        # The server has a session id context (its value only matters when sessions cross SSL_CTXs,
+        # which a Lab refuses) and/or SSL_VERIFY_PEER: rule "verify_no_sid_ctx" when it has only the latter.
+        self.server_uncached = verify_peer and not sid_ctx
         # False: nothing can age a sealed ticket (rule "sealed_ticket"): the pyopenssl engine.
         self.ticket_aging = ticket_aging
         self.tickets = tickets
@@ -473,6 +487,14 @@ class Model:
         assert s is not None
         c = self.caches[x.side]
         if s.sid == 0 or s.not_resumable:
+            return
+        if x.side == "server" and self.server_uncached:
+            self.note(
+                "the server has SSL_VERIFY_PEER and no session id context, so ssl_update_cache caches none "
+                "of its sessions (nor calls new_session_cb): on resumption nothing could tell that a session "
+                "was made for this application, whose client-certificate check would be skipped "
+                "(ssl/ssl_lib.c ssl_update_cache, SSL_CTX_set_session_id_context(3), OpenSSL 3.0)"
+            )
             return
         if c.enabled and (not x.hit or self.tls13):
             server13 = self.tls13 and x.side == "server"

@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -85,10 +85,30 @@ class ModelVersusLibssl(RuleBasedStateMachine):
         client_cache=st.booleans(),
         cache_size=st.sampled_from([0, 1, 2, 3, 5, 20480]),
         timeout=st.sampled_from([100, 7200]),
+        server_sid_ctx=st.sampled_from([b"sesskit", None, b"x" * 32]),
+        verify_peer=st.booleans(),
     )
-    def make_labs(self, tls: str, tickets: bool, client_cache: bool, cache_size: int, timeout: int) -> None:
+    def make_labs(
+        self,
+        tls: str,
+        tickets: bool,
+        client_cache: bool,
+        cache_size: int,
+        timeout: int,
+        server_sid_ctx: bytes | None,
+        verify_peer: bool,
+    ) -> None:
+        # SSL_VERIFY_PEER without a session id context fails every ticket resumption: a Lab refuses
+        # it with tickets (tests/test_sid_ctx.py); with tickets=False such a server caches nothing.
+        assume(not (verify_peer and server_sid_ctx is None and tickets))
         config = dict(
-            tls=tls, tickets=tickets, client_cache=client_cache, cache_size=cache_size, timeout=timeout
+            tls=tls,
+            tickets=tickets,
+            client_cache=client_cache,
+            cache_size=cache_size,
+            timeout=timeout,
+            server_sid_ctx=server_sid_ctx,
+            verify_peer=verify_peer,
         )
         model = sesskit.Lab(engine="model", explain=False, **config)  # type: ignore[arg-type]
         real = self.real_lab(config)
@@ -246,6 +266,10 @@ CONFIGS = [
     {"tls": "1.2"},
     {"tls": "1.3", "client_cache": True},
     {"tls": "1.3", "tickets": False},
+    {"tls": "1.2", "tickets": False, "server_sid_ctx": None, "verify_peer": True},
+    {"tls": "1.3", "tickets": False, "server_sid_ctx": None, "verify_peer": True, "client_cache": True},
+    {"tls": "1.2", "server_sid_ctx": None},
+    {"tls": "1.3", "verify_peer": True},
 ]
 
 
@@ -292,8 +316,10 @@ def test_reconnect_and_set_session_agree_with_the_model(
         reused = reconnect_story(real)
         assert reused == reconnect_story(model)
         # OpenSSL 3.0: a client SSL cleared after close_notify keeps its session and resumes it
-        # (SSL_clear(3)); one cleared dirty has none and makes a full handshake.
-        assert reused[1] is True and reused[3] is False
+        # (SSL_clear(3)) -- unless the server, with SSL_VERIFY_PEER and no session id context, cached
+        # nothing (ssl_update_cache); one cleared dirty has none and makes a full handshake.
+        uncached = config.get("verify_peer", False) and config.get("server_sid_ctx", b"sesskit") is None
+        assert reused[1] is not uncached and reused[3] is False
         for i, (a, b) in enumerate(zip(real.trace.snapshots(), model.trace.snapshots(), strict=True)):
             assert a == b, f"step {i} {real.trace[i].op}:\n" + describe_difference(b, a)
         assert not [s.index for s in real.trace if MISMATCH in s.why]

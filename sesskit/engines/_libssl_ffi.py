@@ -35,6 +35,7 @@ void SSL_CTX_free(SSL_CTX *ctx);
 long SSL_CTX_ctrl(SSL_CTX *ctx, int cmd, long larg, void *parg);
 uint64_t SSL_CTX_set_options(SSL_CTX *ctx, uint64_t op);
 int SSL_CTX_set_session_id_context(SSL_CTX *ctx, const unsigned char *sid_ctx, unsigned int len);
+void SSL_CTX_set_verify(SSL_CTX *ctx, int mode, void *verify_callback);
 int SSL_CTX_use_certificate_ASN1(SSL_CTX *ctx, int len, const unsigned char *d);
 int SSL_CTX_use_PrivateKey_ASN1(int pk, SSL_CTX *ctx, const unsigned char *d, long len);
 int SSL_CTX_check_private_key(const SSL_CTX *ctx);
@@ -109,6 +110,7 @@ SSL_CTRL_SET_MAX_PROTO_VERSION = 124
 SSL_SESS_CACHE_CLIENT = 0x1
 SSL_SESS_CACHE_SERVER = 0x2
 SSL_OP_NO_TICKET = 1 << 14
+SSL_VERIFY_PEER = 0x01
 SSL_SENT_SHUTDOWN = 1
 SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE, SSL_ERROR_ZERO_RETURN = 2, 3, 6
 EVP_PKEY_EC = 408

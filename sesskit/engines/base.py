@@ -32,6 +32,9 @@ class LabConfig:
     client_cache: bool = False
     cache_size: int = 20480
     timeout: int = 7200
+    # SSL_CTX_set_session_id_context on the server (None: none set); SSL_VERIFY_PEER on the server.
+    server_sid_ctx: bytes | None = b"sesskit"
+    verify_peer: bool = False
 
 
 @dataclass

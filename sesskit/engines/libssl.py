@@ -236,11 +236,12 @@ class LibsslEngine(ObservingEngine[_Sess]):
         lib.SSL_CTX_set_timeout(ctx, cfg.timeout)
         lib.SSL_CTX_ctrl(ctx, F.SSL_CTRL_SET_SESS_CACHE_SIZE, cfg.cache_size, ffi.NULL)
         if server:
+            sid = cfg.server_sid_ctx
             ok = (
                 lib.SSL_CTX_use_certificate_ASN1(ctx, len(cert), cert) == 1
                 and lib.SSL_CTX_use_PrivateKey_ASN1(F.EVP_PKEY_EC, ctx, key, len(key)) == 1
                 and lib.SSL_CTX_check_private_key(ctx) == 1
-                and lib.SSL_CTX_set_session_id_context(ctx, b"sesskit", 7) == 1
+                and (sid is None or lib.SSL_CTX_set_session_id_context(ctx, sid, len(sid)) == 1)
             )
             if not ok:
                 lib.SSL_CTX_free(ctx)
@@ -248,6 +249,8 @@ class LibsslEngine(ObservingEngine[_Sess]):
                 raise SesskitError(f"cannot set up the server SSL_CTX: {self._errors()}")
             if not cfg.tickets:
                 lib.SSL_CTX_set_options(ctx, F.SSL_OP_NO_TICKET)
+            if cfg.verify_peer:  # asks for a client certificate; the client sends none, which is accepted
+                lib.SSL_CTX_set_verify(ctx, F.SSL_VERIFY_PEER, ffi.NULL)
             arg = ffi.NULL if self._C is None else self._st
             lib.SSL_CTX_set_session_ticket_cb(ctx, self._callbacks[2], self._callbacks[3], arg)
         elif cfg.client_cache:

@@ -34,6 +34,8 @@ class ModelEngine:
             config.cache_size,
             config.timeout,
             ticket_aging=ticket_aging,
+            sid_ctx=config.server_sid_ctx is not None,
+            verify_peer=config.verify_peer,
         )
         self._last: dict[str, SessionState] = {}
         self._last_cache: dict[str, CacheState] = {}
@@ -150,6 +152,8 @@ class ModelEngine:
                 f"; the server sent {n} NewSessionTicket{'s' if n > 1 else ''} "
                 f"({RULES['tls13_server_ticket'].source}), waiting for {c.name} to read"
             )
+        elif not m.tickets and not reused and m.server_uncached:
+            lead += "; with SSL_OP_NO_TICKET the server session has an id, but this server does not cache it"
         elif not m.tickets and not reused:
             lead += "; with SSL_OP_NO_TICKET the server session has an id and is cached"
         elif not reused:

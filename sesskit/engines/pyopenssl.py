@@ -112,9 +112,12 @@ class PyOpenSSLEngine(ObservingEngine[_Sess]):
             ctx.use_certificate(cert)
             ctx.use_privatekey(key)
             ctx.check_privatekey()
-            ctx.set_session_id(b"sesskit")
+            if cfg.server_sid_ctx is not None:
+                ctx.set_session_id(cfg.server_sid_ctx)
             if not cfg.tickets:
                 ctx.set_options(SSL.OP_NO_TICKET)
+            if cfg.verify_peer:  # asks for a client certificate; the client sends none, which is accepted
+                ctx.set_verify(SSL.VERIFY_PEER)
         elif cfg.client_cache:
             ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
         self._ctx_addr[side] = self._addr(ctx._context)
