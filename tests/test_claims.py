@@ -20,6 +20,7 @@ import ast
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import engine_unavailable
@@ -185,6 +186,65 @@ def test_ssl_clear_of_a_good_client_session_offers_it_again(raw: object) -> None
     assert L.SSL_session_reused(c) == 1
 
 
+# -- claims of the tour (01) that its cells do not stage ------------------------------------------
+@pytest.fixture
+def libssl_lab() -> Iterator[object]:
+    why = engine_unavailable("libssl")
+    if why:
+        pytest.skip(why)
+    labs: list[sesskit.Lab] = []
+
+    def make(**config: object) -> sesskit.Lab:
+        lab = sesskit.Lab(engine="libssl", **config)  # type: ignore[arg-type]
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in labs:
+        lab.close()
+
+
+def test_tls12_with_tickets_leaves_the_server_cache_empty(libssl_lab: Any) -> None:
+    """01: with tickets a TLS 1.2 server session has an empty id, and ssl_update_cache caches nothing."""
+    lab = libssl_lab(tls="1.2")
+    link = lab.connect()
+    server = lab.snapshot().sessions[link.server.session]
+    assert lab.snapshot().caches["server"].size == 0
+    assert (server.refcount, server.cache) == (1, None)
+    ref = link.client.get1_session()
+    link.client.shutdown()
+    assert lab.connect(resume=ref).reused  # it resumes from the ticket, not from a cache
+
+
+def test_get0_session_is_no_symbol_of_libssl() -> None:
+    """01, 02: SSL_get0_session is a #define for SSL_get_session (include/openssl/ssl.h)."""
+    why = engine_unavailable("libssl")
+    if why:
+        pytest.skip(why)
+    import ctypes
+
+    from sesskit.engines import _libssl_ffi
+
+    lib = ctypes.CDLL(_libssl_ffi.load().path)
+    assert hasattr(lib, "SSL_get_session") and hasattr(lib, "SSL_get1_session")
+    assert not hasattr(lib, "SSL_get0_session")
+
+
+def test_the_tours_stepper_exercise(libssl_lab: Any) -> None:
+    """01's "Your turn" list, step by step: the numbers it announces."""
+    lab = libssl_lab(tls="1.2", tickets=False)
+    link = lab.connect()
+    assert link.client.session == "S1" and lab.snapshot().sessions["S1"].refcount == 1
+    ref = link.client.get1_session()
+    assert ref.refcount == 2
+    link.client.free()  # no close_notify: dirty
+    assert (ref.refcount, ref.resumable) == (1, False)
+    ref.free()
+    assert ref.dangling
+    with pytest.raises(sesskit.InvalidOperation, match="twice"):
+        ref.free()
+
+
 # -- the listing -----------------------------------------------------------------------------
 CLAIMS: dict[str, list[tuple[str, str, str]]] = {
     "01_tour": [
@@ -203,6 +263,37 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
             "cell: mine.refcount == 2",
         ),
         ("01-sessfree", "SSL_SESSION_free gives your reference back", "cell: borrowed.refcount == 1"),
+        ("01-size1", "the server cache holds the one session", 'cell: snap.caches["server"].size == 1'),
+        (
+            "01-tickets12",
+            "with tickets a TLS 1.2 server session has an empty id and is not cached",
+            "test: test_tls12_with_tickets_leaves_the_server_cache_empty",
+        ),
+        (
+            "01-macro",
+            "SSL_get0_session is a #define for SSL_get_session",
+            "test: test_get0_session_is_no_symbol_of_libssl",
+        ),
+        (
+            "01-cleankeeps",
+            "after a clean SSL_free the cache keeps it resumable",
+            "cell: mine.in_cache and mine.resumable",
+        ),
+        (
+            "01-valid",
+            "the borrowed pointer stays valid while the cache holds it",
+            "cell: not borrowed.dangling",
+        ),
+        (
+            "01-getter",
+            "OpenSSL has no refcount getter: sesskit reads the calibrated field",
+            "test: test_libssl.py::test_calibrated_offsets_follow_public_operations",
+        ),
+        (
+            "01-stepper",
+            "the stepper exercise: get1 2, a dirty free 1 and not resumable, freed, a double free refused",
+            "test: test_the_tours_stepper_exercise",
+        ),
     ],
     "02_get0_vs_get1": [
         ("02-same", "get0 names the SSL's session", "cell: ref.session == link.server.session"),
@@ -253,6 +344,42 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
             "get1 reads and up-refs under the SSL's lock; get0 takes neither (not stageable as a run)",
             "source: ssl/ssl_sess.c SSL_get1_session",
         ),
+        (
+            "02-setref",
+            "SSL_set_session takes the SSL's own reference",
+            "cell: link.reused and saved.refcount == 2",
+        ),
+        (
+            "02-ownfree",
+            "SSL_free drops only the SSL's reference: your get1 remains",
+            "cell: saved.refcount == 1  # SSL_free dropped the SSL's reference",
+        ),
+        (
+            "02-three",
+            "2 tickets: the pre-ticket session and one per ticket",
+            "cell: len(client_sessions) == 3",
+        ),
+        (
+            "02-useless",
+            "the pre-ticket session, held by you alone, is useless",
+            "cell: early.refcount == 1 and not early.resumable",
+        ),
+        (
+            "02-cbearly",
+            "the cache (like the callback) never sees the pre-ticket session",
+            "cell: early.session not in cache.members",
+        ),
+        (
+            "02-remove13",
+            "a TLS 1.3 resumption removes the session from the client cache, not resumable",
+            "cell: not last.resumable and not last.in_cache",
+        ),
+        ("02-never", "the ticketless session never resumes", "cell: not never.reused"),
+        (
+            "02-flushout",
+            "a flush takes it out of the cache, not resumable",
+            "cell: not kept.in_cache and not kept.resumable",
+        ),
     ],
     "03_clean_vs_dirty_close": [
         ("03-clean", "clean SSL_free: -1, the cache keeps it", "cell: clean_session.refcount == 1"),
@@ -289,6 +416,41 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
             "CPython 3.11's ssl: resumes without unwrap()",
             "test: test_side_notes.py::test_cpython_ssl_session_resumes_without_unwrap",
         ),
+        (
+            "03-two",
+            "a stateful server session starts at 2",
+            "cell: clean_session.refcount == dirty_session.refcount == 2",
+        ),
+        (
+            "03-members",
+            "the dirty session left the cache; the clean one stayed",
+            'cell: lab.snapshot().caches["server"].members == (clean_session.session,)',
+        ),
+        (
+            "03-shutdownfix",
+            "one SSL_shutdown before SSL_free: it resumes",
+            "cell: saved2.refcount == 1 and saved2.resumable",
+        ),
+        (
+            "03-setsession-run",
+            "SSL_set_session on an open SSL: 2 -> 0 on the real engine",
+            "cell: old.dangling  # removed",
+        ),
+        (
+            "03-setclean",
+            "after SSL_shutdown SSL_set_session drops only the SSL's reference",
+            "cell: (old2.refcount, old2.in_cache, old2.resumable) == (1, True, True)",
+        ),
+        (
+            "03-clearclient-run",
+            "a client SSL_clear after a clean close: the same SSL resumes",
+            "cell: again.client.name == good.client.name and again.reused",
+        ),
+        (
+            "03-cleardirty-client",
+            "after a dirty client SSL_clear nothing is offered",
+            "cell: not fresh.reused",
+        ),
     ],
     "04_time": [
         ("04-default", "the default timeout is 7200 s", "test: test_openssl_defaults_of_a_fresh_ssl_ctx"),
@@ -320,6 +482,38 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
             "a TLS 1.3 client cache flushes while reading the 255th handshake's tickets",
             "cell: flushed_at == 255",
         ),
+        ("04-hour", "an hour-old session is still cached", "cell: kept.in_cache  # 1 h old"),
+        (
+            "04-lookupstats",
+            "an expired TLS 1.2 lookup: a server timeout and a client miss",
+            'cell: stats["server"].stats["timeouts"] == 1 and stats["client"].stats["misses"] == 1',
+        ),
+        (
+            "04-13timeout",
+            "an expired TLS 1.3 stateful entry counts a timeout",
+            'cell: server.stats["timeouts"] == 1',
+        ),
+        (
+            "04-clientmiss",
+            "an expired ticket not offered: a client miss",
+            'cell: caches["client"].stats["misses"] == 1',
+        ),
+        (
+            "04-255",
+            "the 255th handshake flushes nothing",
+            'cell: auto.snapshot().caches["server"].size == 255',
+        ),
+        (
+            "04-256all",
+            "the 256th flushes every expired session",
+            "cell: cache.members == (last.server.session, fresh.server.session)",
+        ),
+        (
+            "04-13before",
+            "the TLS 1.3 client cache flushed nothing before",
+            'cell: auto13.snapshot().caches["client"].size == 2 * 254',
+        ),
+        ("04-versions", "7200 s in OpenSSL 1.1.1 and 3.x", "source: ssl/t1_lib.c tls1_default_timeout"),
     ],
     "05_tls13_tickets": [
         ("05-p0", "right after the handshake: refcount 1, not resumable", "cell: not p0.resumable"),
@@ -333,6 +527,38 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
         ("05-shutdown", "tickets are processed by a second SSL_shutdown", "cell: before.dangling"),
         ("05-hits", "hits counts a ticket resumption with an empty cache", 'cell: stats["hits"] == 1'),
         ("05-stateful", "SSL_OP_NO_TICKET: one cache entry per ticket", "cell: cache.size == 2"),
+        (
+            "05-last",
+            "only the last ticket's session lives",
+            "cell: [s.freed for s in client_objects] == [True, True, False]",
+        ),
+        ("05-server2", "2 server objects: the second ticket on a copy", "cell: len(server_objects) == 2"),
+        ("05-empty", "stateless tickets are not cached", 'cell: snap.caches["server"].size == 0'),
+        (
+            "05-notthis",
+            "the pinned object is not the SSL's session",
+            "cell: link2.client.session != pinned.session",
+        ),
+        (
+            "05-first",
+            "the first SSL_shutdown only sends close_notify",
+            "cell: link3.client.session == before.session and not before.dangling",
+        ),
+        (
+            "05-resume",
+            "the last ticket resumes",
+            "cell: resumed.reused and resumed.client.session == saved.session",
+        ),
+        (
+            "05-again",
+            "after a resumption one more ticket replaces the session",
+            "cell: resumed.client.session != saved.session",
+        ),
+        (
+            "05-yours",
+            "the saved session is yours alone after that",
+            "cell: saved.refcount == 1  # yours alone",
+        ),
     ],
     "06_cache_limits": [
         ("06-n1", "3.0 (since PR #18905): size 3 holds 2", "cell: cache.size == 2"),
@@ -353,6 +579,42 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
         ),
         ("06-small", "sizes 0..4 hold 5, 1, 1, 2, 3", "cell: holds == {0: 5, 1: 1, 2: 1, 3: 2, 4: 3}"),
         ("06-default", "the default size is 20480", "test: test_openssl_defaults_of_a_fresh_ssl_ctx"),
+        ("06-cachefull", "cache_full counts each eviction", 'cell: cache.stats["cache_full"] == 2'),
+        (
+            "06-tail",
+            "the oldest (the tail) is evicted; newest first",
+            "cell: cache.members == (links[3].server.session, links[2].server.session)",
+        ),
+        (
+            "06-newsession",
+            "after the miss the client SSL holds a new session",
+            "cell: missed.client.session != gone.session",
+        ),
+        (
+            "06-clientmiss",
+            "the client counts a miss too",
+            'cell: lab.snapshot().caches["client"].stats["misses"] == 1',
+        ),
+        (
+            "06-accept",
+            "accept_good counts finished server handshakes",
+            'cell: snap.caches["server"].stats["accept_good"] == 6',
+        ),
+        (
+            "06-111",
+            "OpenSSL 1.1.1 keeps N (evicts while >, after the insert)",
+            "source: ssl/ssl_sess.c SSL_CTX_add_session",
+        ),
+        (
+            "06-20479",
+            "the default 20480 keeps 20479 (the N-1 rule)",
+            "source: ssl/ssl_sess.c SSL_CTX_add_session",
+        ),
+        (
+            "06-ctrl",
+            "the counters are SSL_CTX_ctrl codes 20..31",
+            "source: include/openssl/ssl.h SSL_CTRL_SESS_NUMBER",
+        ),
     ],
     "07_one_session_one_ctx": [
         ("07-share", "within one SSL_CTX each resuming SSL holds a reference", "cell: saved.refcount == 4"),
@@ -373,7 +635,7 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
         ),
         (
             "07-verify",
-            "SSL_VERIFY_PEER without a session id context",
+            "SSL_VERIFY_PEER without a session id context (raw library)",
             "test: test_verify_peer_without_a_session_id_context",
         ),
         (
@@ -387,6 +649,38 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
             "pyOpenSSL raises ValueError across Contexts",
             "test: test_side_notes.py::test_pyopenssl_set_session_refuses_another_context",
         ),
+        (
+            "07-sidctx-run",
+            "the refusal names the session id context",
+            'cell: "session id context" in server_refusal',
+        ),
+        (
+            "07-verify-run",
+            "SSL_VERIFY_PEER without a session id context caches nothing: no resumption",
+            "cell: not two.reused and server_cache.size == 0",
+        ),
+        (
+            "07-verifyctx",
+            "with an id context the same server resumes",
+            "cell: two.reused and with_ctx.snapshot()",
+        ),
+        (
+            "07-verifyticket",
+            "with tickets every resumption would fail: the lab refuses and says why",
+            'cell: "session id context uninitialized" in ticket_refusal',
+        ),
+        (
+            "07-verifyticket-run",
+            "on the real libssl that handshake fails, TLS 1.2 and 1.3",
+            "test: test_sid_ctx.py::test_the_refused_combination_fails_the_handshake_in_openssl",
+        ),
+        ("07-toywrite", "the unlinking writes into A's SSL_CTX (toy)", "cell: A.TAIL.writes"),
+        ("07-toyb1", "b1 falls out of B's list (toy)", 'cell: B.head is X and "b1" not in B.walk()'),
+        (
+            "07-cpython",
+            "CPython's ssl refuses a session of another SSLContext",
+            "test: test_side_notes.py::test_cpython_ssl_refuses_a_session_of_another_context",
+        ),
     ],
     "08_workshop": [
         ("08-ex1", "get1 on a stateful server session: 3", "cell: check(setup1, 'ssl:s1', 'get1', 3)"),
@@ -395,6 +689,17 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
         ("08-ex4", "clean SSL_clear: 2", "cell: check(setup4, 'ssl:s1', 'clear', 2)"),
         ("08-ex5", "a full cache of size 3 (3.0): 1", "cell: check(setup5, 'ssl:s1', 'connect', 1)"),
         ("08-ex6", "the strict expiry boundary: 1, then 0", 'cell: check(setup6b, "ref:1", "flush", 0)'),
+        (
+            "08-ex6a",
+            "at exactly time + timeout the flush keeps it",
+            "cell: check(setup6, 'ref:1', 'flush', 1)",
+        ),
+        ("08-111", "on OpenSSL 1.1.1 exercise 5's answer is 2", "source: ssl/ssl_sess.c SSL_CTX_add_session"),
+        (
+            "08-version",
+            "the top cell prints the OpenSSL the answers come from",
+            "test: test_notebooks.py::test_notebook_runs_top_to_bottom",
+        ),
     ],
     "09_two_openssls": [
         ("09-two", "two libraries, two versions", "cell: a.openssl_version != b.openssl_version"),
@@ -422,6 +727,27 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
             "09-dirty",
             "pyOpenSSL without shutdown(): the session is not resumable",
             "test: test_side_notes.py::test_pyopenssl_collected_without_shutdown_spoils_the_session",
+        ),
+        (
+            "09-unbound",
+            "pyOpenSSL binds no SSL_clear or flush: refused, naming libssl",
+            "cell: len(refused) == 2",
+        ),
+        ("09-aged", "on libssl the aged ticket expires", 'cell: aged_ticket("libssl") == (False, 1)'),
+        (
+            "09-separate",
+            "no pointer crosses: each engine has its own library instance",
+            "test: test_pyopenssl.py::test_the_two_engines_use_separate_library_instances",
+        ),
+        (
+            "09-differential",
+            "hundreds of random programs agree with the model on pyOpenSSL",
+            "test: test_differential_pyopenssl.py::test_at_least_100_programs_of_30_steps_ran",
+        ),
+        (
+            "09-ossltime",
+            "session times are OSSL_TIME since 3.2 (time_t in 3.0, 3.1)",
+            "source: ssl/ssl_local.h OSSL_TIME",
         ),
     ],
 }
