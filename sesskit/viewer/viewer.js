@@ -558,8 +558,9 @@ class Viewer {
     for (const el of this.changed) el.classList.add("is-changed");
     const first = lanes.find((l) => l.session && touched.includes(l.label));
     const top = this.heapTop || 0;
-    if (first && (first.y < top || first.y + first.h > top + (this.heapH || 460))) {
-      this.heapTop = Math.max(0, first.y - 8);
+    const view = this.heapH || 460;
+    if (first && (first.y < top || first.y + first.h > top + view)) {
+      this.heapTop = Math.max(0, Math.min(first.y - 8, height - view)); // as the browser clamps it
       this.scrollLater(this.heapScroll, this.heapTop);
     }
     this.placeLanes();
@@ -816,17 +817,11 @@ class Viewer {
       e.preventDefault();
       move(e.key === "Home" ? 0 : e.key === "End" ? this.fold.length - 1 : this.index + to);
     });
-    on(this.list, "scroll", () => {
-      // our own scroll: its position is known, and reading it would force a layout in mid-scrub
-      if (this.own.delete(this.list)) return;
-      this.listTop = this.list.scrollTop;
-      this.drawList(false);
-    }, { passive: true });
-    on(this.heapScroll, "scroll", () => {
-      if (this.own.delete(this.heapScroll)) return;
-      this.heapTop = this.heapScroll.scrollTop;
-      this.placeLanes();
-    }, { passive: true });
+    // our own scroll (done, or due in this frame): its position is known, and reading it would force a
+    // layout in mid-scrub; a clamp while ours is due is overridden by it
+    const scrolled = (el, fn) => on(el, "scroll", () => this.pending.has(el) || this.own.delete(el) || fn(el.scrollTop), { passive: true });
+    scrolled(this.list, (t) => this.drawList(false, (this.listTop = t)));
+    scrolled(this.heapScroll, (t) => this.placeLanes((this.heapTop = t)));
     on(this.list, "click", (e) => {
       const row = e.target.closest("[data-role=step-item]");
       if (row) move(Number(row.getAttribute("data-index")));
