@@ -163,10 +163,18 @@ def _check_settings(settings: dict[str, Any]) -> None:
     if type(v) is not bool:
         raise InvalidOperation(f"verify_peer must be True or False, not {v!r}")
     sid = settings["server_sid_ctx"]
+    if type(sid) is str:  # the trace's meta records it as text (JSON has no bytes): one character per byte
+        try:
+            sid = sid.encode("latin-1")
+        except UnicodeEncodeError:
+            raise InvalidOperation(
+                f"server_sid_ctx {settings['server_sid_ctx']!r}: a str must hold characters U+0000..U+00FF, "
+                "each taken as one byte (as the trace's meta records it); or give bytes"
+            ) from None
     if sid is not None and (type(sid) is not bytes or not 1 <= len(sid) <= SID_CTX_MAX):
-        what = f"{len(sid)} bytes" if type(sid) is bytes else repr(sid)
+        what = f"{len(sid)} bytes" if type(sid) in (bytes, str) else repr(sid)
         raise InvalidOperation(
-            f"server_sid_ctx must be None (no session id context) or bytes of length 1..{SID_CTX_MAX} "
+            f"server_sid_ctx must be None (no session id context) or 1..{SID_CTX_MAX} bytes "
             f"(SSL_MAX_SID_CTX_LENGTH, SSL_CTX_set_session_id_context(3)), not {what}"
         )
     if v and sid is None and settings["tickets"]:
@@ -243,10 +251,11 @@ class Lab:
         ``SSL_CTX_sess_set_cache_size`` and ``SSL_CTX_set_timeout`` of both contexts:
         ``0 <= cache_size <= MAX_CACHE_SIZE`` (0: unlimited) and ``1 <= timeout <=
         MAX_TIME`` seconds (ten years, the range of the virtual clock).
-    server_sid_ctx : bytes or None
+    server_sid_ctx : bytes, str or None
         The server context's session id context (``SSL_CTX_set_session_id_context``, 1 to 32
         bytes), stamped into every session it makes; a server resumes only a session whose
         context matches its own (``ssl_get_prev_session``).  None sets none (OpenSSL's default).
+        A str is taken as latin-1 bytes, as ``trace.meta["config"]`` records it.
     verify_peer : bool
         True sets ``SSL_VERIFY_PEER`` on the server (it asks for a client certificate; the client
         sends none, which the server accepts).  Without a session id context such a server caches
@@ -268,12 +277,14 @@ class Lab:
         cache_size: int = 20480,
         timeout: int = 7200,
         *,
-        server_sid_ctx: bytes | None = b"sesskit",
+        server_sid_ctx: bytes | str | None = b"sesskit",
         verify_peer: bool = False,
         explain: bool = True,
     ) -> None:
         _check_settings(dict(locals()))
         cache_size, timeout = operator.index(cache_size), operator.index(timeout)
+        if isinstance(server_sid_ctx, str):  # checked above: latin-1 text, one character per byte
+            server_sid_ctx = server_sid_ctx.encode("latin-1")
         self.config = LabConfig(tls, tickets, client_cache, cache_size, timeout, server_sid_ctx, verify_peer)
         self.id = next(_lab_ids)
         self._lock = threading.RLock()

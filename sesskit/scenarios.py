@@ -242,6 +242,8 @@ def _config_of(lab: Lab) -> dict[str, Any]:
         "client_cache": c.client_cache,
         "cache_size": c.cache_size,
         "timeout": c.timeout,
+        "server_sid_ctx": c.server_sid_ctx,
+        "verify_peer": c.verify_peer,
     }
 
 

@@ -92,7 +92,8 @@ def test_the_refused_combination_fails_the_handshake_in_openssl(tls: str) -> Non
 @pytest.mark.parametrize(
     "settings",
     [
-        {"server_sid_ctx": "sesskit"},
+        {"server_sid_ctx": "€uro"},
+        {"server_sid_ctx": ""},
         {"server_sid_ctx": b""},
         {"server_sid_ctx": b"x" * 33},
         {"server_sid_ctx": bytearray(b"abc")},
@@ -117,6 +118,12 @@ def test_the_settings_are_in_the_trace_and_the_first_why() -> None:
         again = sesskit.Lab(engine="model", **dataclasses.asdict(lab.config))
         assert again.config == lab.config
         again.close()
+        # ... and from the trace's meta, where the context is text
+        for sid in (b"sesskit", b"\x00\xffctx"):
+            with sesskit.Lab(engine="model", server_sid_ctx=sid) as first:
+                config = json.loads(first.trace.to_json())["meta"]["config"]
+                with sesskit.Lab(engine="model", **config) as second:
+                    assert second.config == first.config and second.config.server_sid_ctx == sid
     with sesskit.Lab(engine="model") as lab:
         config = json.loads(lab.trace.to_json())["meta"]["config"]
         assert (config["server_sid_ctx"], config["verify_peer"]) == ("sesskit", False)
