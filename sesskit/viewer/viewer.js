@@ -79,14 +79,6 @@ export function undoDelta(state, undo) {
   }
 }
 
-/** The state after step `upto` (default: the last) folded from scratch: what the rest must agree with. */
-export function foldTrace(trace, upto) {
-  const steps = trace.steps || [];
-  const s = emptyState();
-  for (let i = 0; i <= Math.min(upto ?? steps.length, steps.length - 1); i++) applyDelta(s, steps[i].changes);
-  return s;
-}
-
 /** -1, out of range or not a whole number: the last step; an empty trace: -1. */
 export function clampStep(step, length) {
   if (length <= 0) return -1;
@@ -270,6 +262,15 @@ export function laneSignature(lane) {
   return sig;
 }
 
+/**
+ * A cache strip's title. A client SSL_CTX left in OpenSSL's default cache mode, SSL_SESS_CACHE_SERVER,
+ * caches nothing (SSL_CTX_set_session_cache_mode(3), every version to 3.x); the trace's config says.
+ */
+export function stripTitle(side, c, config) {
+  const off = side === "client" && (config || {}).client_cache === false;
+  return `${side} cache${off ? " · not caching: mode SSL_SESS_CACHE_SERVER (client caching not enabled)" : ""} · ${c.size} session${c.size === 1 ? "" : "s"} · head → tail`;
+}
+
 /** A sentence for screen readers: the step, the sessions (12 at most), the caches, dangling pointers. */
 export function summarize(state, step, last) {
   const out = step ? [`step ${step.index} of ${last}: ${step.op} ${step.target || ""}`.trim() + "."] : [];
@@ -361,6 +362,8 @@ function h(tag, attrs, ...kids) {
   e.append(...kids.filter((x) => x != null));
   return e;
 }
+// unchanged text is not rewritten: a new text node costs layout and paint
+const setText = (e, t) => e.textContent !== t && (e.textContent = t);
 const div = (cls, ...kids) => h("div", { class: cls }, ...kids);
 const span = (cls, text) => h("span", { class: cls, text });
 const button = (text, label, cls = "") => h("button", { type: "button", class: "sk-btn " + cls, "aria-label": label, title: label, text });
@@ -368,7 +371,7 @@ const section = (cls, title, ...kids) => h("section", { class: cls, "aria-label"
 const typing = (t) => t.isContentEditable || (/^(TEXTAREA|SELECT|INPUT)$/.test(t.tagName) && t.type !== "range");
 const LIST_ROW = 24; // px: a step list row
 const LIST_ROWS = 14; // rows in view
-const MARGIN = 120; // px of heap drawn above and below its view (each lane filled costs layout)
+const MARGIN = 120; // px of heap drawn above and below its view
 const STRIP = 40; // cache members shown from the head
 
 class Viewer {
@@ -391,9 +394,8 @@ class Viewer {
 
   build(el) {
     // data-lm-suppress-shortcuts: JupyterLab and Notebook 7 leave the keys pressed in here to us
-    const root = (this.root = h("div", { class: "sesskit-viewer", tabindex: 0, role: "group", "data-step": -1 }));
-    root.setAttribute("aria-label", "sesskit trace viewer");
-    root.setAttribute("data-lm-suppress-shortcuts", "");
+    const root = (this.root = h("div", { class: "sesskit-viewer", tabindex: 0, role: "group", "data-step": -1,
+      "aria-label": "sesskit trace viewer", "data-lm-suppress-shortcuts": true }));
     this.head = div("sk-head", (this.metaText = span("sk-meta")), (this.timeText = span("sk-time")));
     this.prevBtn = button("◀", "previous step");
     this.nextBtn = button("▶", "next step");
@@ -489,7 +491,7 @@ class Viewer {
     this.root.setAttribute("data-step", String(i));
     this.slider.value = String(Math.max(0, i));
     this.drawList(true);
-    this.timeText.textContent = `t = ${state.time} s`;
+    setText(this.timeText, `t = ${state.time} s`);
     this.stepLabel.textContent = step ? `step ${i} of ${n - 1} · ${step.op} ${step.target || ""}` : "no steps";
     this.slider.setAttribute("aria-valuetext", this.stepLabel.textContent);
     this.prevBtn.disabled = i <= 0;
@@ -497,7 +499,7 @@ class Viewer {
     this.whyOp.textContent = step ? `${step.op} ${step.target || ""}` : "";
     this.why.textContent = step ? step.why || "" : "No steps yet.";
     const result = step && step.result != null ? "result: " + step.result : "";
-    this.result.textContent = result;
+    setText(this.result, result);
     this.result.hidden = !result;
     const err = step && step.error;
     this.error.textContent = err ? `refused (${err.kind || "error"}): ${err.message || ""} (nothing changed)` : "";
@@ -516,11 +518,8 @@ class Viewer {
     }
   }
 
-  /**
-   * The URL names the shown step once a move settles (a key or the slider let go, a click, 300 ms
-   * still), not at every step of a scrub: a history write costs the browser more than a step's
-   * drawing, and browsers throttle them (Chromium: 200 per 10 s).
-   */
+  // The URL names the shown step once a move settles (key or slider let go, a click, 300 ms still), not at
+  // each step of a scrub: a history write costs the browser more than a step's drawing (and is throttled).
   writeUrl() {
     if (!this.urlTimer) return;
     clearTimeout(this.urlTimer);
@@ -567,8 +566,8 @@ class Viewer {
     const nf = hiddenFreed.length;
     this.freedNote.hidden = !nf && !this.showFreed;
     const some = hiddenFreed.slice(0, 12).join(", ") + (nf > 12 ? ", …" : "");
-    this.freedText.textContent = this.showFreed ? "freed sessions shown" : `${nf} freed earlier: ${some}`;
-    this.freedBtn.textContent = this.showFreed ? "hide freed" : "show";
+    setText(this.freedText, this.showFreed ? "freed sessions shown" : `${nf} freed earlier: ${some}`);
+    setText(this.freedBtn, this.showFreed ? "hide freed" : "show");
     for (const side of SIDES) this.drawStrip(side, state.caches[side]);
   }
 
@@ -628,10 +627,9 @@ class Viewer {
     st.box.hidden = !c;
     if (!c) return;
     const s = c.stats || {};
-    const off = side === "client" && (this.meta.config || {}).client_cache === false ? " (caching off)" : "";
     st.box.setAttribute("data-size", String(c.size));
-    st.title.textContent = `${side} cache${off} · ${c.size} session${c.size === 1 ? "" : "s"} · head → tail`;
-    st.stats.textContent = `hits ${s.hits ?? 0} · misses ${s.misses ?? 0} · timeouts ${s.timeouts ?? 0} · cache full ${s.cache_full ?? 0}`;
+    setText(st.title, stripTitle(side, c, this.meta.config));
+    setText(st.stats, `hits ${s.hits ?? 0} · misses ${s.misses ?? 0} · timeouts ${s.timeouts ?? 0} · cache full ${s.cache_full ?? 0}`);
     if (st.shown === c.members) return;
     const els = this.members[side];
     const keep = new Set((st.shown = c.members));

@@ -16,13 +16,13 @@ import {
   clampStep,
   Cursor,
   emptyState,
-  foldTrace,
   heapLanes,
   hueOf,
   layoutColumns,
   laneSignature,
   makeModel,
   parseHash,
+  stripTitle,
   summarize,
   ticks,
   TraceFold,
@@ -31,6 +31,14 @@ import {
   valueAt,
   ROW,
 } from "../../sesskit/viewer/viewer.js";
+
+/** The state after step `upto` (default: the last) folded from scratch: what the viewer must agree with. */
+function foldTrace(trace, upto) {
+  const steps = trace.steps || [];
+  const s = emptyState();
+  for (let i = 0; i <= Math.min(upto ?? steps.length, steps.length - 1); i++) applyDelta(s, steps[i].changes);
+  return s;
+}
 
 // the state after step i, from the checkpoint before it (a fresh Cursor's first move)
 const stateAt = (fold, i) => new Cursor(fold).goto(i);
@@ -465,6 +473,29 @@ test("the tour (rendered by sesskit) folds to the states its whys describe", { s
   const last = stateAt(fold, trace.steps.length - 1);
   const { lanes } = heapLanes(last);
   assert.ok(lanes.some((l) => l.holders.some((x) => x.danger)), "the tour ends with a dangling pointer");
+});
+
+test("the client strip says 'not caching' exactly when the client SSL_CTX keeps the default mode", { skip: !havePython && "no .venv" }, () => {
+  const script = `
+import json
+from sesskit import Lab
+out = {}
+for on in (False, True):
+    lab = Lab(engine="model", tls="1.2", tickets=False, client_cache=on)
+    lab.connect()
+    out[str(on)] = lab.trace.to_dict()
+    lab.close()
+print(json.dumps(out))
+`;
+  for (const [on, trace] of Object.entries(JSON.parse(python(["-c", script])))) {
+    const s = new Cursor(new TraceFold(trace.steps)).goto(trace.steps.length - 1);
+    const client = stripTitle("client", s.caches.client, trace.meta.config);
+    assert.equal(s.caches.client.members.length, on === "True" ? 1 : 0, `client_cache=${on}: what the client cached`);
+    if (on === "True") assert.doesNotMatch(client, /not caching/);
+    else assert.match(client, /^client cache · not caching: mode SSL_SESS_CACHE_SERVER \(client caching not enabled\) · 0 sessions/);
+    assert.doesNotMatch(stripTitle("server", s.caches.server, trace.meta.config), /not caching/);
+  }
+  assert.doesNotMatch(stripTitle("client", { size: 0 }, undefined), /not caching/, "a trace without a config claims nothing");
 });
 
 test("a Lab trace with a big cache (stored as edits) folds exactly like Python's snapshots", { skip: !havePython && "no .venv" }, () => {
