@@ -583,27 +583,18 @@ class Lab:
                     "later free it a second time: a use after free, then a double free.",
                 )
             )
-        if state.side != "client":
+        if state.side != "client" and self.config.server_sid_ctx is not None:
             sid = self.config.server_sid_ctx
-            if sid is not None:
-                in_c = (
-                    f"it is a server-side session, which carries the server's session id context {sid!r}; "
-                    "the client SSL has none. A session must only be used with the SSL_CTX it came from "
-                    "(SSL_get_session(3)). In C (OpenSSL 3.0) it is no crash: if the server resumes it "
-                    "(TLS 1.2, the server finds its id in its cache) the client fails the handshake "
-                    "('attempt to reuse session in different context': the session's id context differs "
-                    "from its own, tls_process_server_hello in ssl/statem/statem_clnt.c); otherwise it is "
-                    "not resumed. The cache has nothing to do with it"
-                )
-            else:
-                in_c = (
-                    "it is a server-side session, and a session must only be used with the SSL_CTX it came "
-                    "from (SSL_get_session(3)); sesskit keeps that rule. This lab's server has no session id "
-                    "context (server_sid_ctx=None), so the client's check of the context "
-                    "(tls_process_server_hello in ssl/statem/statem_clnt.c) would not stop it in OpenSSL "
-                    "3.0: a server's session fails on a client because of the session id context, not "
-                    "the cache"
-                )
+            in_c = (
+                f"it is a server-side session, which carries the server's session id context {sid!r}; "
+                "the client SSL has none. A session must only be used with the SSL_CTX it came from "
+                "(SSL_get_session(3)). In C (OpenSSL 3.0) it is no crash: if the server resumes it "
+                "(TLS 1.2, the server finds its id in its cache) the client fails the handshake "
+                "('attempt to reuse session in different context': the session's id context differs "
+                "from its own, tls_process_server_hello in ssl/statem/statem_clnt.c); otherwise it is "
+                "not resumed. The cache has nothing to do with it: in a lab whose server has no id "
+                "context (server_sid_ctx=None) sesskit lets you try: a TLS 1.2 stateful server resumes it"
+            )
             raise InvalidOperation(f"can't SSL_set_session on a client with {ref.session}: {in_c}")
         return ref.session
 

@@ -394,9 +394,9 @@ class Model:
         if old is not None:
             self._down(old)
 
-    def _dup(self, src: Session) -> Session:
-        """``ssl_session_dup(src, 0)``: a copy without ticket, resumable, in no cache."""
-        return Session(next(self._serials), src.side, src.time, src.timeout, src.sid)
+    def _dup(self, src: Session, side: str) -> Session:
+        """``ssl_session_dup(src, 0)`` on a ``side`` SSL: a copy without ticket, resumable, in no cache."""
+        return Session(next(self._serials), side, src.time, src.timeout, src.sid)
 
     # -- the cache (ssl/ssl_sess.c) ------------------------------------------
     def _list_remove(self, c: Cache, s: Session) -> None:
@@ -617,6 +617,16 @@ class Model:
         """``tls_process_server_hello``: a miss on an offered id starts a new session."""
         c.hit = hit
         if hit:
+            if c.session is not None and c.session.side == "server":
+                self.note(
+                    "{} is a server-side session, and it resumed on a client: the client checks that the "
+                    "resumed session's id context equals its own (tls_process_server_hello in "
+                    "ssl/statem/statem_clnt.c), and here both are empty (server_sid_ctx=None). With an id "
+                    "context on the server that check fails the handshake ('attempt to reuse session in "
+                    "different context', OpenSSL 3.0): it is the session id context that keeps a server's "
+                    "session off a client, not the cache. Client SSL and server SSL now share one object",
+                    c.session,
+                )
             return
         assert c.session is not None
         if c.session.sid:
@@ -661,7 +671,7 @@ class Model:
         if self.tls13:
             if index > 0 or s.hit:
                 assert s.session is not None
-                old, new = s.session, self._dup(s.session)
+                old, new = s.session, self._dup(s.session, s.side)
                 self._set_session(s, new)
                 self.note("the server made ticket {} on a copy of {}, which its SSL let go", new, old)
             sess = s.session
@@ -684,7 +694,7 @@ class Model:
         old = c.session
         assert old is not None
         if self.tls13 or old.sid:
-            new = self._dup(old)
+            new = self._dup(old, c.side)
             if not self.tls13 and self.caches["client"].enabled:
                 self._remove(self.caches["client"], old)
             self._set_session(c, new)

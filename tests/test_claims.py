@@ -655,6 +655,11 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
             'cell: "session id context" in server_refusal',
         ),
         (
+            "07-crossed",
+            "without an id context a server's session resumes on a client: one object, both SSLs",
+            "cell: crossed.reused and crossed.client.session == crossed.server.session",
+        ),
+        (
             "07-verify-run",
             "SSL_VERIFY_PEER without a session id context caches nothing: no resumption",
             "cell: not two.reused and server_cache.size == 0",
