@@ -255,7 +255,9 @@ class Lab:
         The server context's session id context (``SSL_CTX_set_session_id_context``, 1 to 32
         bytes), stamped into every session it makes; a server resumes only a session whose
         context matches its own (``ssl_get_prev_session``).  None sets none (OpenSSL's default).
-        A str is taken as latin-1 bytes, as ``trace.meta["config"]`` records it.
+        A str is taken as latin-1 bytes, as ``trace.meta["config"]`` records it.  A server-side
+        session given to a client is refused unless this is None: with a context OpenSSL fails that
+        handshake; without one it is what OpenSSL does (a TLS 1.2 stateful server resumes it).
     verify_peer : bool
         True sets ``SSL_VERIFY_PEER`` on the server (it asks for a client certificate; the client
         sends none, which the server accepts).  Without a session id context such a server caches
