@@ -340,6 +340,11 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
         ("02-null", "after a dirty SSL_clear get0 returns NULL", "cell: f.server.get0_session() is None"),
         ("02-leak", "a get1 per connection never freed grows", "cell: grown == [2, 3, 4]"),
         (
+            "02-race",
+            "what another thread's ticket does: a get0 pointer dangles, a get1 stays yours",
+            "cell: borrowed.dangling and not owned.dangling and owned.refcount == 1",
+        ),
+        (
             "02-threads",
             "get1 reads and up-refs under the SSL's lock; get0 takes neither (not stageable as a run)",
             "source: ssl/ssl_sess.c SSL_get1_session",
