@@ -262,10 +262,8 @@ export function laneSignature(lane) {
   return sig;
 }
 
-/**
- * A cache strip's title. A client SSL_CTX left in OpenSSL's default cache mode, SSL_SESS_CACHE_SERVER,
- * caches nothing (SSL_CTX_set_session_cache_mode(3), every version to 3.x); the trace's config says.
- */
+// A cache strip's title; a client SSL_CTX in OpenSSL's default mode, SSL_SESS_CACHE_SERVER, caches
+// nothing (SSL_CTX_set_session_cache_mode(3), all versions to 3.x).
 export function stripTitle(side, c, config) {
   const off = side === "client" && (config || {}).client_cache === false;
   return `${side} cache${off ? " · not caching: mode SSL_SESS_CACHE_SERVER (client caching not enabled)" : ""} · ${c.size} session${c.size === 1 ? "" : "s"} · head → tail`;
@@ -419,7 +417,7 @@ class Viewer {
       st.box = h("div", { class: "sk-strip", "data-cache-side": side, "data-size": 0 }, st.title, st.list, st.stats);
       strips.append((this.strips[side] = st).box);
     }
-    const lg = (cls, text) => h("span", { class: "sk-lg sk-lg-" + cls, text });
+    const lg = (cls, text) => span("sk-lg sk-lg-" + cls, text);
     const legend = h("div", { class: "sk-legend", "aria-hidden": "true" },
       lg("solid", "SSL, cache, get1"), lg("dashed", "get0 (borrowed)"), lg("dotted", "released"), lg("danger", "dangling"));
     this.laneBox = div("sk-lanes");
@@ -436,9 +434,8 @@ class Viewer {
     this.yAxis = h("div", { class: "sk-yaxis", "aria-hidden": "true" });
     this.xAxis = h("div", { class: "sk-xaxis", "aria-hidden": "true" });
     this.plot = div("sk-plot", this.canvas, this.marker, this.xAxis);
-    const tl = (text, cls) => h("span", { class: cls, text });
-    const tlLegend = h("div", { class: "sk-legend", "aria-hidden": "true" }, tl("refcount per session (thick: in a cache)"), tl("× freed"),
-      tl("▼ a pointer dangles · ! refused", "sk-danger-text"), tl("below: cache sizes (server solid, client dashed)"));
+    const tlLegend = h("div", { class: "sk-legend", "aria-hidden": "true" }, span(null, "refcount per session (thick: in a cache)"), span(null, "× freed"),
+      span("sk-danger-text", "▼ a pointer dangles · ! refused"), span(null, "below: cache sizes (server solid, client dashed)"));
     root.append(this.head, controls, this.whyBox, div("sk-main", this.heap, section("sk-side", "Steps", this.list)),
       section("sk-timeline", "Timeline", div("sk-tl", this.yAxis, this.plot), tlLegend));
     el.append(root);
@@ -518,8 +515,7 @@ class Viewer {
     }
   }
 
-  // The URL names the shown step once a move settles (key or slider let go, a click, 300 ms still), not at
-  // each step of a scrub: a history write costs the browser more than a step's drawing (and is throttled).
+  // the URL follows once a move settles, not each step: a history write costs more than a step's drawing
   writeUrl() {
     if (!this.urlTimer) return;
     clearTimeout(this.urlTimer);
@@ -815,8 +811,7 @@ class Viewer {
       e.preventDefault();
       move(e.key === "Home" ? 0 : e.key === "End" ? this.fold.length - 1 : this.index + to);
     });
-    // our own scroll (done, or due in this frame): its position is known, and reading it would force a
-    // layout in mid-scrub; a clamp while ours is due is overridden by it
+    // ours (done or due this frame) is known: reading scrollTop would force a layout in mid-scrub
     const scrolled = (el, fn) => on(el, "scroll", () => this.pending.has(el) || this.own.delete(el) || fn(el.scrollTop), { passive: true });
     scrolled(this.list, (t) => this.drawList(false, (this.listTop = t)));
     scrolled(this.heapScroll, (t) => this.placeLanes((this.heapTop = t)));
@@ -1013,10 +1008,17 @@ class OpBar {
     this.draw();
   }
 
+  // reused, options updated in place: rebuilding hundreds of options delays the paint
   field(k, l, o, v) {
-    const x = (this.f[k] = h(o ? "select" : "input", { type: o ? null : "number", min: 0, value: v }));
-    for (const [a, t] of o || []) x.append(h("option", { value: a, text: t }));
+    const x = (this.f[k] = this.old[k] || h(o ? "select" : "input", { type: o ? null : "number", min: 0 }));
+    o?.forEach(([a, t], i) => {
+      const e = x.options[i] || x.appendChild(h("option"));
+      if (e.value != a) e.value = a;
+      if (e.text !== t) e.text = t;
+    });
+    while (o && x.options.length > o.length) x.lastChild.remove();
     x.value = v ?? "";
+    x.disabled = false;
     return h("label", { class: "sesskit-" + k }, l + " ", x);
   }
 
@@ -1028,6 +1030,7 @@ class OpBar {
 
   draw() {
     const ui = this.model.get("ui"), row = (...k) => div("sk-barrow", ...k), p = (c, text) => text && h("p", { class: c, text });
+    this.old = this.f || {};
     this.f = {};
     this.bs = [];
     const acts = this.field("object", "acts on", ui.acts_on.o, ui.acts_on.v);
