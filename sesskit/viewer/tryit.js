@@ -142,7 +142,6 @@ export async function start(c) {
         p.delete(key); // a new trace opens at its last step
         setHash(p);
         model.set("trace", m.trace);
-        link();
       }
     } else if (m.type === "ui") {
       if (!model) mountStepper(m.ui);
@@ -151,8 +150,7 @@ export async function start(c) {
       link();
       mount.dataset.seq = String(m.ui.seq);
     } else if (m.type === "append" || m.type === "truncate") {
-      model._emit("msg:custom", m);
-      link();
+      model._emit("msg:custom", m); // the address follows with the ui message that comes next
     }
   };
   worker.onerror = (e) => {
