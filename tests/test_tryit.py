@@ -85,6 +85,41 @@ def test_a_trace_that_replays_differently_is_refused_saying_which_step() -> None
         assert core.lab is lab and not lab._closed  # the lab driven stays as it was
 
 
+def worker_session() -> Any:
+    """The Python that tryit_worker.js runs in Pyodide (its BOOT text), run here by CPython."""
+    js = (ROOT / "sesskit" / "viewer" / "tryit_worker.js").read_text(encoding="utf-8")
+    boot = js.split("const BOOT = `", 1)[1].split("`;", 1)[0]
+    scope: dict[str, Any] = {}
+    exec(compile(boot, "tryit_worker.js BOOT", "exec"), scope)
+    return scope["Session"]
+
+
+def test_the_worker_rebuilds_the_pages_lab_with_every_setting_its_trace_records() -> None:
+    # not the defaults: a server without a session id context that verifies its peer, TLS 1.2, a client cache
+    with sesskit.Lab(
+        engine="model",
+        tls="1.2",
+        tickets=False,
+        client_cache=True,
+        cache_size=7,
+        timeout=99,
+        server_sid_ctx=None,
+        verify_peer=True,
+    ) as lab:
+        c1 = lab.connect()
+        c1.client.get1_session()
+        trace = json.loads(lab.trace.to_json())
+    sent: list[dict[str, Any]] = []
+    session = worker_session()(
+        lambda text: sent.append(json.loads(text)), json.dumps(trace), len(trace["steps"]), "[]"
+    )
+    assert session.core.lab.trace.meta["config"] == trace["meta"]["config"]
+    assert [{**s.to_dict(), "why": ""} for s in session.core.lab.trace] == [
+        {**s, "why": ""} for s in trace["steps"]
+    ]
+    assert [m["type"] for m in sent] == ["show", "ui"]
+
+
 # -- the built site ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:

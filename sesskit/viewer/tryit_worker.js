@@ -15,8 +15,10 @@ import json, sys
 sys.path.insert(0, "/sesskit-site")
 from sesskit import Lab
 from sesskit.stepcore import StepperCore
+from sesskit.engines.base import LabConfig
+from dataclasses import fields
 
-SETTINGS = ("tls", "tickets", "client_cache", "cache_size", "timeout")
+SETTINGS = tuple(f.name for f in fields(LabConfig))  # every setting the trace's meta records
 
 
 class Session:
