@@ -13,8 +13,8 @@ are skipped, and said so, when Chromium or Playwright is missing.
 
 The Try it rows (bench_tryit.py: the docs' Try it in headless Chromium, the built site served on
 127.0.0.1: click -> interactive cold and warm, operation -> redrawn p50/p90, beside a bare Pyodide
-worker) are saved under ``tryit`` in latest.json with their own ``rows`` (not yet in ``table``, which
-docs/benchmarks.md quotes row for row); ``--only tryit`` reruns them alone.
+worker) are saved under ``tryit`` in latest.json and are rows of its ``table`` (which docs/benchmarks.md
+quotes row for row); ``--only tryit`` reruns them alone.
 
 The Stepper rows (bench_stepper.py: a click in JupyterLab in headless Chromium, at a
 500-step lab) report p50/p90 from the click to the new step drawn, beside a bare
@@ -183,6 +183,7 @@ def rows(
     see: dict[str, Any],
     browser: dict[str, Any] | None = None,
     stepper: dict[str, Any] | None = None,
+    tryit: dict[str, Any] | None = None,
 ) -> list[tuple[str, str, str, bool]]:
     out = []
     for name, v in core["connect"].items():
@@ -249,6 +250,7 @@ def rows(
     )
     out += browser_rows(browser or {})
     out += stepper_rows(stepper or {})
+    out += tryit_rows(tryit or {})
     return out
 
 
@@ -273,7 +275,12 @@ def browser_only(quick: bool) -> None:
     result = json.loads(latest.read_text())
     result["browser"] = browser
     result["table"] = rows(
-        result["core"], result["memory"], result.get("see", {}), browser, result.get("stepper")
+        result["core"],
+        result["memory"],
+        result.get("see", {}),
+        browser,
+        result.get("stepper"),
+        result.get("tryit"),
     )
     print_table(result["table"])
     print(f"load average (1 min) before/after the browser rows: {browser.get('load_average')}")
@@ -296,7 +303,12 @@ def stepper_only(quick: bool) -> None:
     result = json.loads(latest.read_text())
     result["stepper"] = stepper
     result["table"] = rows(
-        result["core"], result["memory"], result.get("see", {}), result.get("browser"), stepper
+        result["core"],
+        result["memory"],
+        result.get("see", {}),
+        result.get("browser"),
+        stepper,
+        result.get("tryit"),
     )
     print_table(result["table"])
     print(f"load average (1 min) before/after the Stepper rows: {stepper.get('load_average')}")
@@ -320,6 +332,14 @@ def tryit_only(quick: bool) -> None:
         return
     result = json.loads(latest.read_text())
     result["tryit"] = tryit
+    result["table"] = rows(
+        result["core"],
+        result["memory"],
+        result.get("see", {}),
+        result.get("browser"),
+        result.get("stepper"),
+        tryit,
+    )
     latest.write_text(json.dumps(result, indent=2) + "\n")
     print(f"updated the Try it rows of {latest.relative_to(HERE.parent)} (key 'tryit')")
 
@@ -368,7 +388,7 @@ def main() -> None:
         )
         if tryit:
             tryit["rows"] = tryit_rows(tryit)
-    table = rows(core, mem, see, browser, stepper)
+    table = rows(core, mem, see, browser, stepper, tryit)
     result = {
         "machine": machine(),
         "core": core,
@@ -380,9 +400,6 @@ def main() -> None:
         "table": table,
     }
     print_table(table)
-    if tryit:
-        print("\nTry it (docs, Pyodide; saved under 'tryit'):")
-        print_table(tryit["rows"])
     if why:
         print(f"\nbrowser rows skipped: {why}")
     m = result["machine"]

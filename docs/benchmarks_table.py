@@ -30,6 +30,7 @@ STALE = ("Stepper click -> redrawn figure",)
 BENCHMARKS = {
     "bench_browser.py": ("viewer", "render tour"),
     "bench_stepper.py": ("Stepper",),
+    "bench_tryit.py": ("Try it",),
     "bench_core.py": ("Lab.connect", "Lab(engine", "connect part", "observed step"),
     "bench_see.py": ("timeline",),
     "bench_memory.py": ("trace memory", "peak memory"),
@@ -50,7 +51,10 @@ def table(rows: list[list[object]], browser: bool) -> str:
     lines = []
     for name, figure, target, ok in rows:
         script = benchmark(str(name))
-        if script is None or (script in ("bench_browser.py", "bench_stepper.py")) != browser:
+        if (
+            script is None
+            or (script in ("bench_browser.py", "bench_stepper.py", "bench_tryit.py")) != browser
+        ):
             continue
         met = "yes" if ok else "**no**"
         lines.append(f"| `{name}` | `{script}` | {figure} | {str(target).replace('<=', '≤')} | {met} |\n")
