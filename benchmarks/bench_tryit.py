@@ -8,13 +8,15 @@ The docs site is built (``sphinx-build``, or ``--site DIR`` for a build already 
   tour's steps replayed on the model, the Stepper drawn), polled every animation frame; median over
   ``loads`` contexts;
 - ``warm``: the same context reloads the page and clicks again (the runtime from the browser's
-  cache); median over ``loads`` reloads;
+  cache, and Python restored from the memory image the first start saved in the site's Cache Storage);
+  median over ``loads`` reloads;
 - ``ops``: in a ready page, ``ops`` operations (SSL_connect, SSL_get1_session, SSL_shutdown,
   SSL_read, advance, SSL_get0_session in turn, on the SSL the bar chose), each from the button's click
   to the viewer showing the new step, then one frame; p50/p90/max.
 
 Baselines, in the same browser and run: ``bare.cold``/``bare.warm``, a page whose button starts a bare
-Web Worker that loads the same Pyodide and runs ``1 + 1`` (the floor under Try it's start);
+Web Worker that loads the same Pyodide and runs ``1 + 1`` (the floor under Try it's first start; a
+warm Try it restores a saved memory image instead, so it can go below it);
 ``bare.ops``, a round trip to that worker (a Python function echoing a string) until the page
 set an attribute, then one frame (the floor under an operation).
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,6 +281,67 @@ def test_try_it_on_the_tour_draws_what_the_model_computes_at_every_step(
             "SSL_CTX_flush_sessions",
         ]
     assert offline.errors == [], offline.errors
+
+
+IMAGES = """async () => {
+  const c = await caches.open("sesskit-tryit-python");
+  const size = async (r) => (await (await c.match(r)).arrayBuffer()).byteLength;
+  return Promise.all((await c.keys()).map(async (r) => [r.url, await size(r)]));
+}"""
+SPOIL = """async () => {
+  const c = await caches.open("sesskit-tryit-python");
+  for (const r of await c.keys()) await c.put(r, new Response(new Uint8Array(4096)));  // not a memory image
+}"""
+
+
+def saved_images(page: Any, enough: Any) -> list[list[Any]]:
+    """The Try it memory images in the browser's Cache Storage, once ``enough(images)`` (they are written
+    after the bar is ready)."""
+    deadline = time.monotonic() + 60
+    while not enough(images := page.evaluate(IMAGES)) and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    return list(images)
+
+
+def stages(page: Any) -> list[str]:
+    return [s for s, _ in page.evaluate("() => document.querySelector('.sesskit-tryit').stages")]
+
+
+def test_a_second_try_it_starts_from_the_saved_python_and_a_spoilt_copy_is_replaced(
+    server: str, offline: Offline
+) -> None:
+    first = offline.open(f"{server}/stories/tour.html")
+    try_it(first)
+    assert "starting Python from this browser's saved copy" not in stages(first)
+    [(url, size)] = saved_images(first, lambda images: len(images) == 1)
+    assert "/_static/vendor/pyodide/sesskit-python-" in url and size > 10_000_000  # keyed by sesskit's code
+    first.close()
+
+    again = offline.open(f"{server}/stories/tour.html")  # the same browser, the page reopened
+    try_it(again)
+    assert stages(again)[0] == "starting Python from this browser's saved copy"
+    with model_lab(page_trace(again)) as lab:
+        assert drawn(again) == expected(lab)
+        click(again, "connect")
+        link = lab.connect()
+        assert drawn(again) == expected(lab)
+        click(again, "get1", f"ssl:{link.client.name}")
+        assert link.client.get1_session() is not None and drawn(again) == expected(lab)
+        click(again, "flush")
+        lab.flush(side="server")
+        assert drawn(again) == expected(lab)
+    again.evaluate(SPOIL)
+    again.close()
+
+    third = offline.open(f"{server}/stories/tour.html")  # a spoilt copy: Python starts afresh, saves anew
+    try_it(third)
+    assert stages(third)[:2] == [
+        "starting Python from this browser's saved copy",
+        "downloading and starting Python (Pyodide, about 13 MB the first time)",
+    ]
+    [(_, size)] = saved_images(third, lambda images: images and images[0][1] > 10_000_000)
+    assert size > 10_000_000
+    assert not offline.errors and not offline.blocked
 
 
 def test_try_it_requests_nothing_outside_127_0_0_1(server: str, offline: Offline) -> None:
