@@ -15,6 +15,9 @@ why are drawn in the same task).  The next click waits until the bar is
 unlocked (the kernel's ``ui`` arrived).  The baseline: click to the Label's new
 text, then one frame.  p50/p90/max of each.
 
+JupyterLab starts as ``python -m sesskit lab`` starts it (test_jupyter.jupyter):
+Nagle's algorithm off on the kernel's websocket (sesskit/app/nodelay.py).
+
 Chromium runs with ``--disable-frame-rate-limit`` and ``--disable-gpu-vsync``
 (as bench_browser.py), so a frame is not held for the 60 Hz clock.
 

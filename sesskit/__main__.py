@@ -97,7 +97,15 @@ def lab_command(notebook: str, extra: Sequence[str]) -> list[str]:
             f"no notebook {path}: `python -m sesskit lab` opens the notebooks of a sesskit checkout "
             "(pip install -e . from the repository)"
         )
-    cmd = [sys.executable, "-m", "jupyterlab", str(path), *lab_settings_args(extra), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        str(path),
+        *lab_settings_args(extra),
+        *nodelay_args(extra),
+        *extra,
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra:
         cmd.append("--allow-root")
     return cmd
@@ -118,6 +126,16 @@ def lab_settings_args(extra: Sequence[str] = ()) -> list[str]:
     if own.exists():
         return []
     return [f"--LabApp.app_settings_dir={SHARE / 'lab' / 'settings'}"]
+
+
+def nodelay_args(extra: Sequence[str] = ()) -> list[str]:
+    """The jupyter_server argument that turns Nagle's algorithm off on kernel websockets (see
+    :mod:`sesskit.app.nodelay`), unless the reader names a connection class of their own."""
+    from .app.nodelay import SETTING
+
+    if any(a.startswith("--ServerApp.kernel_websocket_connection_class") for a in extra):
+        return []
+    return [SETTING]
 
 
 def _lab(args: argparse.Namespace, extra: Sequence[str]) -> int:

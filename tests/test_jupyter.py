@@ -30,7 +30,7 @@ from headless import CHROMIUM, CHROMIUM_ARGS, missing, require_browser
 from test_browser import ARTIFACTS, free_port, screenshot_on_failure, stop
 
 import sesskit
-from sesskit.__main__ import lab_settings_args
+from sesskit.__main__ import lab_command, lab_settings_args, nodelay_args
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_START_TIMEOUT = 90  # s
@@ -93,7 +93,8 @@ def jupyter(app: str, home: Path) -> Iterator[str]:
     )
     # Widget state saved into the notebook (saveState, off in a plain JupyterLab): JupyterLab gets it from
     # the app settings `python -m sesskit lab` passes; Notebook 7 from the reader's own setting.
-    settings_args = lab_settings_args() if app == "lab" else []
+    # and the kernel websockets without Nagle's delay, as `python -m sesskit lab` starts it.
+    settings_args = [*lab_settings_args(), *nodelay_args()] if app == "lab" else []
     if app == "notebook":
         settings = home / "config" / "lab" / "user-settings" / "@jupyter-widgets" / "jupyterlab-manager"
         settings.mkdir(parents=True, exist_ok=True)
@@ -252,6 +253,76 @@ def shut_down_kernels(url: str) -> None:
     for k in kernels:
         req = urllib.request.Request(url + f"api/kernels/{k['id']}", method="DELETE")
         urllib.request.urlopen(req, timeout=30).close()
+
+
+def server_socket_option(pid: int, peer: tuple[str, int], level: int, option: int) -> int:
+    """A socket option of process ``pid``'s TCP socket connected to ``peer``, read from a copy of it
+    (pidfd_getfd(2), Linux 5.6+; the server is this test's child, so ptrace rules allow it)."""
+    import ctypes
+    import socket
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                    continue
+            copy = libc.syscall(438, pidfd, int(fd), 0)  # SYS_pidfd_getfd on x86_64 and arm64
+            if copy < 0:
+                errno = ctypes.get_errno()
+                if errno in (1, 38):  # EPERM, ENOSYS: a sandbox that forbids it
+                    pytest.skip(f"pidfd_getfd is not allowed here ({os.strerror(errno)})")
+                continue
+            s = socket.socket(fileno=copy)
+            try:
+                if s.family == socket.AF_INET and s.type == socket.SOCK_STREAM and s.getpeername() == peer:
+                    return s.getsockopt(level, option)
+            except OSError:
+                pass
+            finally:
+                s.close()  # closes the copy only
+    finally:
+        os.close(pidfd)
+    raise AssertionError(f"no socket of the server is connected to {peer}")
+
+
+def _serves(pid: int, url: str) -> bool:
+    """Whether process ``pid`` is the Jupyter server started on ``url``'s port."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"--port={url.rstrip('/').rsplit(':', 1)[1]}".encode() in argv
+
+
+def test_the_lab_sends_kernel_messages_without_nagles_delay(tmp_path: Path) -> None:
+    """After a click the kernel answers with several small messages; with Nagle's algorithm on, each one
+    after the first waits for the browser's delayed acknowledgement (up to 40 ms). `python -m sesskit lab`
+    turns it off on the kernel's websocket: the server's end of it has TCP_NODELAY set."""
+    import asyncio
+    import socket
+
+    from tornado.websocket import websocket_connect
+
+    assert any(a in lab_command("01_tour.ipynb", []) for a in nodelay_args())
+    with jupyter("lab", tmp_path) as url:
+        req = urllib.request.Request(url + "api/kernels", data=b"{}", method="POST")
+        with urllib.request.urlopen(req, timeout=60) as r:
+            kernel = json.load(r)["id"]
+        pid = int(next(p for p in os.listdir("/proc") if p.isdigit() and _serves(int(p), url)))
+
+        async def probe() -> int:
+            ws = await websocket_connect(url.replace("http", "ws") + f"api/kernels/{kernel}/channels")
+            try:
+                stream = ws.protocol.stream  # type: ignore[union-attr]
+                here = stream.socket.getsockname()
+                await asyncio.sleep(0.5)  # the server connected the channels
+                return server_socket_option(pid, here, socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            finally:
+                ws.close()
+
+        assert asyncio.run(probe()) != 0
 
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])

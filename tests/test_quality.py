@@ -96,6 +96,7 @@ def test_the_readme_lab_saves_widget_state_into_notebooks(
     assert lab_settings_args() == []  # the reader's own app settings are left alone
     postbuild = (ROOT / "binder" / "postBuild").read_text()
     assert "lab/settings/overrides.d/sesskit.json" in postbuild  # Binder's JupyterLab: the same file
+    assert "sesskit.app.nodelay" in postbuild and "kernel_websocket_connection_class" in postbuild
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
