@@ -90,6 +90,8 @@ def lab_command(notebook: str, extra: Sequence[str]) -> list[str]:
     import os
     from pathlib import Path
 
+    from .app import nodelay_args
+
     folder = Path(__file__).resolve().parent.parent / "notebooks"
     path = folder / notebook
     if not path.exists():
@@ -103,7 +105,7 @@ def lab_command(notebook: str, extra: Sequence[str]) -> list[str]:
         "jupyterlab",
         str(path),
         *lab_settings_args(extra),
-        *nodelay_args(extra),
+        *nodelay_args("ServerApp", extra),
         *extra,
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra:
@@ -126,16 +128,6 @@ def lab_settings_args(extra: Sequence[str] = ()) -> list[str]:
     if own.exists():
         return []
     return [f"--LabApp.app_settings_dir={SHARE / 'lab' / 'settings'}"]
-
-
-def nodelay_args(extra: Sequence[str] = ()) -> list[str]:
-    """The jupyter_server argument that turns Nagle's algorithm off on kernel websockets (see
-    :mod:`sesskit.app.nodelay`), unless the reader names a connection class of their own."""
-    from .app.nodelay import SETTING
-
-    if any(a.startswith("--ServerApp.kernel_websocket_connection_class") for a in extra):
-        return []
-    return [SETTING]
 
 
 def _lab(args: argparse.Namespace, extra: Sequence[str]) -> int:

@@ -22,6 +22,7 @@ import pytest
 from headless import CHROMIUM, CHROMIUM_ARGS, missing
 from test_browser import PAGE_TIMEOUT, free_port, screenshot_on_failure, stop, wait_until_serving
 from test_docs import Offline
+from test_jupyter import kernel_socket_nodelay
 
 from sesskit.__main__ import main
 from sesskit.app import NOTEBOOKS, SHARE, TEMPLATE, app_command, app_env
@@ -138,3 +139,17 @@ def test_app_tree_then_notebook_01_with_nothing_from_elsewhere(app_url: str, off
     assert offline.local, "no request reached the app"
     assert sockets and all(urlparse(u).hostname == "127.0.0.1" for u in sockets), sockets
     assert offline.errors == [], offline.errors
+
+
+def test_the_app_sends_kernel_messages_without_nagles_delay(app_url: str, offline: Offline) -> None:
+    """As in JupyterLab (tests/test_jupyter.py): Voila's kernel websocket has TCP_NODELAY on the server's
+    end, so a Stepper click's answer is not held for the browser's delayed acknowledgement."""
+    sockets: list[str] = []
+    page = _page(offline, sockets)
+    with screenshot_on_failure(page, "app_nodelay_failed"):
+        page.goto(app_url + "voila/render/01_tour.ipynb", wait_until="load", timeout=PAGE_TIMEOUT)
+        page.locator(".sesskit-viewer").last.wait_for(state="visible", timeout=PAGE_TIMEOUT)
+    kernels = [urlparse(u).path.split("/") for u in sockets if "/api/kernels/" in u]
+    assert kernels, sockets
+    kernel = kernels[0][kernels[0].index("kernels") + 1]
+    assert kernel_socket_nodelay(app_url, kernel) != 0

@@ -30,7 +30,8 @@ from headless import CHROMIUM, CHROMIUM_ARGS, missing, require_browser
 from test_browser import ARTIFACTS, free_port, screenshot_on_failure, stop
 
 import sesskit
-from sesskit.__main__ import lab_command, lab_settings_args, nodelay_args
+from sesskit.__main__ import lab_command, lab_settings_args
+from sesskit.app import nodelay_args
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_START_TIMEOUT = 90  # s
@@ -94,7 +95,7 @@ def jupyter(app: str, home: Path) -> Iterator[str]:
     # Widget state saved into the notebook (saveState, off in a plain JupyterLab): JupyterLab gets it from
     # the app settings `python -m sesskit lab` passes; Notebook 7 from the reader's own setting.
     # and the kernel websockets without Nagle's delay, as `python -m sesskit lab` starts it.
-    settings_args = [*lab_settings_args(), *nodelay_args()] if app == "lab" else []
+    settings_args = [*lab_settings_args(), *nodelay_args("ServerApp")] if app == "lab" else []
     if app == "notebook":
         settings = home / "config" / "lab" / "user-settings" / "@jupyter-widgets" / "jupyterlab-manager"
         settings.mkdir(parents=True, exist_ok=True)
@@ -287,7 +288,7 @@ def server_socket_option(pid: int, peer: tuple[str, int], level: int, option: in
     raise AssertionError(f"no socket of the server is connected to {peer}")
 
 
-def _serves(pid: int, url: str) -> bool:
+def serving_on(pid: int, url: str) -> bool:
     """Whether process ``pid`` is the Jupyter server started on ``url``'s port."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -296,33 +297,41 @@ def _serves(pid: int, url: str) -> bool:
     return f"--port={url.rstrip('/').rsplit(':', 1)[1]}".encode() in argv
 
 
-def test_the_lab_sends_kernel_messages_without_nagles_delay(tmp_path: Path) -> None:
-    """After a click the kernel answers with several small messages; with Nagle's algorithm on, each one
-    after the first waits for the browser's delayed acknowledgement (up to 40 ms). `python -m sesskit lab`
-    turns it off on the kernel's websocket: the server's end of it has TCP_NODELAY set."""
+def kernel_socket_nodelay(url: str, kernel: str) -> int:
+    """TCP_NODELAY on the server's end of a websocket this test opens to ``kernel``'s channels."""
     import asyncio
+    import concurrent.futures
     import socket
 
     from tornado.websocket import websocket_connect
 
-    assert any(a in lab_command("01_tour.ipynb", []) for a in nodelay_args())
+    pid = int(next(p for p in os.listdir("/proc") if p.isdigit() and serving_on(int(p), url)))
+
+    async def probe() -> int:
+        ws = await websocket_connect(url.replace("http", "ws", 1) + f"api/kernels/{kernel}/channels")
+        try:
+            here = ws.protocol.stream.socket.getsockname()  # type: ignore[union-attr]
+            await asyncio.sleep(0.5)  # the server connected the channels
+            return server_socket_option(pid, here, socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        finally:
+            ws.close()
+
+    with concurrent.futures.ThreadPoolExecutor(
+        1
+    ) as pool:  # a thread of its own: Playwright's loop may run here
+        return pool.submit(asyncio.run, probe()).result()
+
+
+def test_the_lab_sends_kernel_messages_without_nagles_delay(tmp_path: Path) -> None:
+    """After a click the kernel answers with several small messages; with Nagle's algorithm on, each one
+    after the first waits for the browser's delayed acknowledgement (up to 40 ms). `python -m sesskit lab`
+    turns it off on the kernel's websocket: the server's end of it has TCP_NODELAY set."""
+    assert set(nodelay_args("ServerApp")) <= set(lab_command("01_tour.ipynb", []))
     with jupyter("lab", tmp_path) as url:
         req = urllib.request.Request(url + "api/kernels", data=b"{}", method="POST")
         with urllib.request.urlopen(req, timeout=60) as r:
             kernel = json.load(r)["id"]
-        pid = int(next(p for p in os.listdir("/proc") if p.isdigit() and _serves(int(p), url)))
-
-        async def probe() -> int:
-            ws = await websocket_connect(url.replace("http", "ws") + f"api/kernels/{kernel}/channels")
-            try:
-                stream = ws.protocol.stream  # type: ignore[union-attr]
-                here = stream.socket.getsockname()
-                await asyncio.sleep(0.5)  # the server connected the channels
-                return server_socket_option(pid, here, socket.IPPROTO_TCP, socket.TCP_NODELAY)
-            finally:
-                ws.close()
-
-        assert asyncio.run(probe()) != 0
+        assert kernel_socket_nodelay(url, kernel) != 0
 
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])

@@ -96,7 +96,36 @@ def test_the_readme_lab_saves_widget_state_into_notebooks(
     assert lab_settings_args() == []  # the reader's own app settings are left alone
     postbuild = (ROOT / "binder" / "postBuild").read_text()
     assert "lab/settings/overrides.d/sesskit.json" in postbuild  # Binder's JupyterLab: the same file
-    assert "sesskit.app.nodelay" in postbuild and "kernel_websocket_connection_class" in postbuild
+
+
+def test_binders_jupyter_server_gets_the_nodelay_connection(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Binder's postBuild merges the kernel websocket setting `sesskit lab` passes (sesskit/app/nodelay.py)
+    into the server's config file, keeping what is there; a jupyter_server started there reads it."""
+    pytest.importorskip("jupyter_server")
+    from sesskit.app import NODELAY_CONNECTION
+
+    postbuild = (ROOT / "binder" / "postBuild").read_text()
+    code = postbuild.split("python - <<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+    conf = tmp_path / "etc" / "jupyter"
+    conf.mkdir(parents=True)
+    (conf / "jupyter_server_config.json").write_text('{"ServerApp": {"root_dir": "/srv"}}')
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    exec(compile(code, "binder/postBuild", "exec"), {})
+    saved = json.loads((conf / "jupyter_server_config.json").read_text())
+    assert saved == {
+        "ServerApp": {"root_dir": "/srv", "kernel_websocket_connection_class": NODELAY_CONNECTION}
+    }
+    env = dict(os.environ, JUPYTER_CONFIG_PATH=str(conf), JUPYTER_CONFIG_DIR=str(tmp_path / "user"))
+    shown = subprocess.run(
+        [sys.executable, "-m", "jupyter_server", "--show-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert f".kernel_websocket_connection_class = '{NODELAY_CONNECTION}'" in shown, shown
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:

@@ -11,6 +11,7 @@ What it guarantees:
 - the pages ask nothing from any other host: Voila's own lab template links Font
   Awesome from a CDN, so the app uses the ``sesskit`` template shipped here
   (``share/voila/templates/sesskit``), which extends it and drops those links;
+- kernel messages reach the browser without Nagle's delay (:mod:`sesskit.app.nodelay`);
 - the notebooks run on this interpreter: the ``python3`` kernel spec shipped here
   (``share/kernels/python3``) starts ``python``, which Jupyter replaces by the
   server's own interpreter, so a ``python3`` kernel installed for another Python
@@ -28,6 +29,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import SesskitError
+
+#: The jupyter_server kernel websocket connection that turns Nagle's algorithm off (sesskit/app/nodelay.py).
+NODELAY_CONNECTION = "sesskit.app.nodelay.NoDelayConnection"
 
 __all__ = ["NOTEBOOKS", "SHARE", "TEMPLATE", "app_command", "app_env"]
 
@@ -63,8 +67,18 @@ def app_command(notebook: str | None = None, extra: Sequence[str] = ()) -> list[
         str(target),
         f"--template={TEMPLATE}",
         "--Voila.ip=127.0.0.1",
+        *nodelay_args("Voila", extra),
         *extra,
     ]
+
+
+def nodelay_args(app: str, extra: Sequence[str] = ()) -> list[str]:
+    """``app``'s (``ServerApp``, ``Voila``) setting for kernel websockets without Nagle's delay (see
+    :mod:`sesskit.app.nodelay`), unless the reader names a connection class of their own."""
+    name = f"--{app}.kernel_websocket_connection_class"
+    if any(a.startswith(name) for a in extra):
+        return []
+    return [f"{name}={NODELAY_CONNECTION}"]
 
 
 def app_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:

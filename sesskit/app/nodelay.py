@@ -10,7 +10,8 @@ a bare ipywidgets button round trip took 46/49 ms p50/p90 with Nagle, 22/23 ms
 without.
 
 ``python -m sesskit lab`` passes ``--ServerApp.kernel_websocket_connection_class``
-naming :class:`NoDelayConnection`, a configurable jupyter_server offers; Binder's
+naming :class:`NoDelayConnection`, a configurable jupyter_server offers (``python -m
+sesskit app`` passes Voila's ``--Voila.kernel_websocket_connection_class``); Binder's
 ``postBuild`` writes the same setting into the server's config.  Nothing else of
 the server changes: the class is jupyter_server's own connection that calls
 tornado's ``WebSocketHandler.set_nodelay(True)`` before connecting.
@@ -21,9 +22,6 @@ from __future__ import annotations
 from typing import Any
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
-
-#: The command-line setting that makes a jupyter_server use it.
-SETTING = "--ServerApp.kernel_websocket_connection_class=sesskit.app.nodelay.NoDelayConnection"
 
 
 class NoDelayConnection(ZMQChannelsWebsocketConnection):
