@@ -93,8 +93,8 @@ def jupyter(app: str, home: Path) -> Iterator[str]:
         json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"})
     )
     # Widget state saved into the notebook (saveState, off in a plain JupyterLab): JupyterLab gets it from
-    # the app settings `python -m sesskit lab` passes; Notebook 7 from the reader's own setting.
-    # and the kernel websockets without Nagle's delay, as `python -m sesskit lab` starts it.
+    # the app settings `python -m sesskit lab` passes; Notebook 7 from the reader's own setting. JupyterLab
+    # also gets the launcher's kernel websocket without Nagle's delay (sesskit/app/nodelay.py).
     settings_args = [*lab_settings_args(), *nodelay_args("ServerApp")] if app == "lab" else []
     if app == "notebook":
         settings = home / "config" / "lab" / "user-settings" / "@jupyter-widgets" / "jupyterlab-manager"
@@ -266,9 +266,11 @@ def server_socket_option(pid: int, peer: tuple[str, int], level: int, option: in
     pidfd = os.pidfd_open(pid)
     try:
         for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
+            try:
                 if not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
                     continue
+            except OSError:  # closed meanwhile
+                continue
             copy = libc.syscall(438, pidfd, int(fd), 0)  # SYS_pidfd_getfd on x86_64 and arm64
             if copy < 0:
                 errno = ctypes.get_errno()
@@ -316,9 +318,8 @@ def kernel_socket_nodelay(url: str, kernel: str) -> int:
         finally:
             ws.close()
 
-    with concurrent.futures.ThreadPoolExecutor(
-        1
-    ) as pool:  # a thread of its own: Playwright's loop may run here
+    # a thread of its own: in a Playwright test this thread runs Playwright's event loop
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, probe()).result()
 
 

@@ -33,7 +33,7 @@ from ..errors import SesskitError
 #: The jupyter_server kernel websocket connection that turns Nagle's algorithm off (sesskit/app/nodelay.py).
 NODELAY_CONNECTION = "sesskit.app.nodelay.NoDelayConnection"
 
-__all__ = ["NOTEBOOKS", "SHARE", "TEMPLATE", "app_command", "app_env"]
+__all__ = ["NODELAY_CONNECTION", "NOTEBOOKS", "SHARE", "TEMPLATE", "app_command", "app_env", "nodelay_args"]
 
 SHARE = Path(__file__).resolve().parent / "share"
 TEMPLATE = "sesskit"

@@ -6,8 +6,8 @@ small messages in a row (``status: busy``, the widget's ``comm_msg``, ``status:
 idle``); with Nagle on, each small write after the first waits for the browser to
 acknowledge the one before, and a browser delays its acknowledgements by up to 40
 ms.  Measured in headless Chromium on JupyterLab 4 (``benchmarks/bench_stepper.py``):
-a bare ipywidgets button round trip took 46/49 ms p50/p90 with Nagle, 22/23 ms
-without.
+a bare ipywidgets button round trip took 46/49 ms p50/p90 with Nagle, about 20/21
+ms without.
 
 ``python -m sesskit lab`` passes ``--ServerApp.kernel_websocket_connection_class``
 naming :class:`NoDelayConnection`, a configurable jupyter_server offers (``python -m
